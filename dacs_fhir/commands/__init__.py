@@ -1,0 +1,1 @@
+"""Subcommands of ``dacs-fhir``: one module each, discovered by :mod:`dacs_fhir.cli`."""
