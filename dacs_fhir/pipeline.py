@@ -1,0 +1,174 @@
+"""The ingest pipeline, in one screen.
+
+    receive:  raw bytes ─▶ inbox (fsync'd) ─▶ enqueue (Celery, or in-process)
+    process:  inbox ─▶ quirk fixes + parse (mappers.dicom) ─▶ DoseReport
+              ─▶ merge with the study's earlier reports (aggregate)
+              ─▶ FHIR transaction Bundle (mappers.fhir) ─▶ store, one transaction
+              ─▶ after commit: rules hook ─▶ inbox item marked done / failed(reason)
+
+Used by the DICOM SCP, ``dacs-fhir import``, the REST API and the HL7 listener.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+from sqlalchemy.exc import OperationalError
+
+from . import tasks
+from .config import Settings
+from .domain import DoseReport
+from .errors import RejectedInput
+from .inbox import DONE, FAILED, Inbox, InboxItem
+
+log = logging.getLogger(__name__)
+
+IMPORTED, UPDATED, DUPLICATE, REJECTED = "imported", "updated", "duplicate", "rejected"
+
+
+class TransientError(Exception):
+    """The store is unavailable: the task is retried and the inbox item stays pending."""
+
+
+@dataclass
+class Outcome:
+    status: str  # imported | updated | duplicate | rejected
+    reason: str = ""
+    item_id: str = ""
+    study_uid: str = ""
+    resources: list[str] = field(default_factory=list)  # "Type/id" written
+
+
+class Pipeline:
+    """Composition of inbox, mappers, store and rules for one deployment."""
+
+    def __init__(self, settings: Optional[Settings] = None, store=None, inbox: Optional[Inbox] = None):
+        from .store import Store
+
+        self.settings = settings or Settings.from_env()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.inbox = inbox or Inbox(self.settings.inbox_dir)
+        if store is None:
+            store = Store(self.settings.database_url)
+            store.upgrade()
+        self.store = store
+
+    # ---- receive: listeners call this and acknowledge as soon as it returns
+    def receive(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None) -> InboxItem:
+        """Keep ``data`` durably in the inbox, then enqueue its processing."""
+        item = self.inbox.put(kind, data, key=key, meta=meta)
+        tasks.enqueue_processing(item.id, self.settings)
+        return item
+
+    def enqueue(self, item: InboxItem) -> None:
+        """Enqueue processing of an item a listener already put in the inbox."""
+        tasks.enqueue_processing(item.id, self.settings)
+
+    def recover_pending(self) -> int:
+        """Enqueue every item still pending (after a crash); processing is idempotent."""
+        n = 0
+        for item in self.inbox.list(status="pending"):
+            if item.kind in ("dicom", "file"):
+                self.enqueue(item)
+                n += 1
+        return n
+
+    # ---- process: run by the task layer
+    def process(self, item_id: str) -> Outcome:
+        """Map and store one inbox item; records the outcome on the item."""
+        raw = self.inbox.read(item_id)
+        try:
+            if raw.lstrip()[:1] in (b"{", b"["):
+                outcome = self.ingest_fhir(raw)
+            else:
+                from .mappers.dicom import parse
+
+                outcome = self.ingest_report(parse(raw))
+        except RejectedInput as err:
+            outcome = Outcome(REJECTED, reason=str(err))
+        except OperationalError as exc:
+            raise TransientError(f"database unavailable: {type(exc.orig).__name__}") from exc
+        outcome.item_id = item_id
+        if outcome.status == REJECTED:
+            self.inbox.mark(item_id, FAILED, outcome.reason)
+            log.warning("inbox item %s rejected: %s", item_id, outcome.reason)
+        else:
+            self.inbox.mark(item_id, DONE, "", outcome=outcome.status, study=outcome.study_uid)
+        return outcome
+
+    def ingest_report(self, report: DoseReport) -> Outcome:
+        """Store a mapped report, merged with the reports already held for its study."""
+        from .aggregate import merge_reports
+        from .mappers import report_json
+        from .mappers.fhir import to_bundle
+
+        with self.store.transaction() as tx:
+            earlier = [report_json.load(d) for d in tx.dose_reports_for_study(report.study.instance_uid)]
+            sources = {s for r in earlier for s in (r.source_instances or (r.sop_instance_uid,))}
+            mine = set(report.source_instances or (report.sop_instance_uid,))
+            if mine <= sources and any(report_json.dump(r) == report_json.dump(report) for r in earlier):
+                return Outcome(DUPLICATE, study_uid=report.study.instance_uid)
+            merged = self._merged_for(report, merge_reports(earlier + [report]))
+            bundle = to_bundle(merged, conditional="update")
+            response = tx.process_bundle(bundle)
+            written = _written(bundle, response)
+            tx.record_dose_report(merged, report, written)
+            status = UPDATED if earlier and any(r.kind == report.kind for r in earlier) else IMPORTED
+            outcome = Outcome(status, study_uid=report.study.instance_uid, resources=list(written))
+        self.after_commit(outcome)
+        return outcome
+
+    @staticmethod
+    def _merged_for(report: DoseReport, merged: list[DoseReport]) -> DoseReport:
+        mine = report.source_instances or (report.sop_instance_uid,)
+        for candidate in merged:
+            if set(mine) & set(candidate.source_instances or (candidate.sop_instance_uid,)):
+                return candidate
+        return report
+
+    def ingest_fhir(self, raw: bytes) -> Outcome:
+        """A FHIR resource or Bundle (JSON) written through the store."""
+        from .errors import RejectedInput as Rejected
+
+        try:
+            resource = json.loads(raw)
+        except ValueError as exc:
+            raise Rejected(f"invalid FHIR JSON: {exc}") from None
+        if not isinstance(resource, dict) or "resourceType" not in resource:
+            raise Rejected("invalid FHIR JSON: no resourceType")
+        with self.store.transaction() as tx:
+            if resource["resourceType"] == "Bundle" and resource.get("type") in ("transaction", "batch"):
+                response = tx.process_bundle(resource)
+                written = [e.get("response", {}).get("location", "") for e in response.get("entry", [])]
+            else:
+                out = tx.create(resource)
+                written = [f"{out.resource['resourceType']}/{out.resource['id']}"]
+        outcome = Outcome(IMPORTED, resources=[w for w in written if w])
+        self.after_commit(outcome)
+        return outcome
+
+    def after_commit(self, outcome: Outcome) -> None:
+        """Hand a committed change to the rules stage (failures are logged, never undo the write)."""
+        from . import rules
+
+        try:
+            rules.after_commit(outcome)
+        except Exception:
+            log.exception("rules stage failed for %s", outcome.item_id or outcome.study_uid)
+
+    def replay(self, item_id: str) -> Outcome:
+        """Process an inbox item again (after a fix)."""
+        return self.process(item_id)
+
+
+def _written(bundle: dict, response: dict) -> dict[str, str]:
+    """Map each request fullUrl of ``bundle`` to the ``Type/id`` the store wrote."""
+    out: dict[str, str] = {}
+    for req, res in zip(bundle.get("entry", []), response.get("entry", [])):
+        location = (res.get("response") or {}).get("location", "")
+        if location:
+            parts = location.split("/")
+            out[req.get("fullUrl", "")] = "/".join(parts[-4:-2] if "_history" in parts else parts[-2:])
+    return out

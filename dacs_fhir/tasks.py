@@ -1,0 +1,108 @@
+"""The Celery task layer.
+
+With ``DACS_BROKER_URL`` set (Redis or RabbitMQ) tasks go to the broker and a
+``dacs-fhir worker`` runs them; without it they run in-process on one
+background thread through Celery's eager execution, so the embedded default
+needs no broker. Tasks carry only ids (an inbox item, a destination) and re-read
+what they work on.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Optional
+
+from celery import Celery
+
+from .config import Settings
+
+log = logging.getLogger(__name__)
+
+celery_app = Celery("dacs_fhir")
+celery_app.conf.update(
+    task_acks_late=True,  # a worker killed mid-task leaves the message on the broker
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+_settings: Optional[Settings] = None
+_pipeline = None
+_lock = threading.Lock()
+_executor: Optional[ThreadPoolExecutor] = None
+
+
+def _apply_broker(settings: Settings) -> None:
+    if settings.broker_url:
+        celery_app.conf.update(broker_url=settings.broker_url, task_always_eager=False)
+    else:
+        celery_app.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=False)
+
+
+def configure(settings: Settings) -> None:
+    """Bind the task layer to ``settings`` (broker or in-process)."""
+    global _settings, _pipeline
+    with _lock:
+        _settings, _pipeline = settings, None
+    _apply_broker(settings)
+
+
+def set_pipeline(pipeline) -> None:
+    """Use an existing Pipeline for tasks run in this process (servers and tests)."""
+    global _settings, _pipeline
+    with _lock:
+        _settings, _pipeline = pipeline.settings, pipeline
+    _apply_broker(pipeline.settings)
+
+
+def current_pipeline():
+    """The process-wide Pipeline for the configured settings (created on first use)."""
+    global _pipeline
+    if _settings is None:
+        configure(Settings.from_env())
+    with _lock:
+        if _pipeline is None:
+            from .pipeline import Pipeline
+
+            _pipeline = Pipeline(_settings)
+        return _pipeline
+
+
+@celery_app.task(name="dacs_fhir.process_inbox_item", bind=True, max_retries=8, default_retry_delay=2)
+def process_inbox_item(self, item_id: str) -> str:
+    """Map and store one raw inbox object (retried when the database is unavailable)."""
+    from .pipeline import TransientError
+
+    try:
+        return current_pipeline().process(item_id).status
+    except TransientError as exc:
+        raise self.retry(exc=exc)
+
+
+def _local_executor() -> ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            # one thread: objects of one study are merged in arrival order
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dacs-task")
+        return _executor
+
+
+def enqueue_processing(item_id: str, settings: Settings) -> Optional[Future]:
+    """Hand an inbox item to the task layer; returns a Future when run in-process."""
+    if settings.broker_url:
+        process_inbox_item.apply_async(args=(item_id,))
+        return None
+    return _local_executor().submit(process_inbox_item.apply, args=(item_id,))
+
+
+def drain(timeout: float = 60.0) -> None:
+    """Wait for in-process tasks queued so far (tests, import, shutdown)."""
+    ex = _executor
+    if ex is not None:
+        ex.submit(lambda: None).result(timeout=timeout)

@@ -1,0 +1,56 @@
+"""The raw inbox keeps every object durably and records processing outcomes."""
+import os
+
+import pytest
+
+from dacs_fhir.inbox import DONE, FAILED, PENDING, Inbox, InboxError
+
+
+def test_put_read_mark_list(tmp_path):
+    inbox = Inbox(tmp_path)
+    item = inbox.put("dicom", b"DICM-bytes", key="1.2.3.4", meta={"calling_ae": "CT1"})
+    assert item.id == "dicom/1.2.3.4" and item.status == PENDING and item.size == 10
+    assert inbox.read(item.id) == b"DICM-bytes"
+    inbox.mark(item.id, FAILED, "not a dose object\nsecond line dropped")
+    got = inbox.get(item.id)
+    assert (got.status, got.reason, got.attempts) == (FAILED, "not a dose object", 1)
+    assert [i.id for i in inbox.list(status=FAILED)] == [item.id]
+    assert list(inbox.list(status=DONE)) == []
+    inbox.mark(item.id, DONE)
+    assert inbox.get(item.id).attempts == 2
+
+
+def test_content_addressed_when_no_key_and_same_key_replaces(tmp_path):
+    inbox = Inbox(tmp_path)
+    a = inbox.put("hl7v2", b"MSH|^~\\&|A")
+    b = inbox.put("hl7v2", b"MSH|^~\\&|A")
+    assert a.key == b.key and len(a.key) == 64
+    inbox.put("dicom", b"v1", key="9.9")
+    inbox.put("dicom", b"v2", key="9.9")
+    assert inbox.read("dicom/9.9") == b"v2"
+
+
+def test_unsafe_keys_are_sanitised(tmp_path):
+    item = Inbox(tmp_path).put("dicom", b"x", key="../../etc/passwd")
+    assert "/" not in item.key and (tmp_path / "dicom").exists()
+    assert not (tmp_path.parent / "etc").exists()
+
+
+def test_write_failure_raises_inbox_error(tmp_path):
+    root = tmp_path / "ro"
+    root.mkdir()
+    os.chmod(root, 0o500)
+    try:
+        if os.access(root, os.W_OK):  # running as root: permissions do not stop us
+            pytest.skip("permissions are not enforced for this user")
+        with pytest.raises(InboxError):
+            Inbox(root).put("dicom", b"x", key="1")
+    finally:
+        os.chmod(root, 0o700)
+
+
+def test_write_failure_on_unwritable_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"")
+    with pytest.raises(InboxError):
+        Inbox(blocker).put("dicom", b"x", key="1")  # root is a file, not a folder
