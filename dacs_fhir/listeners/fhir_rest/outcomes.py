@@ -1,0 +1,120 @@
+"""Every failure becomes an OperationOutcome with the right HTTP status, here and nowhere else.
+
+FHIR R4 http.html#Status-Codes: 400 bad syntax / wrong resourceType, 404 unknown type or id,
+405 method, 406/415 format, 409/412 version conflicts, 410 deleted, 413 too large, 422 invalid
+resource (``issue.expression`` names the offending element).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from ...store.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+# HTTP status -> OperationOutcome issue type (R4 valueset issue-type)
+ISSUE_CODES = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    410: "deleted",
+    412: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "processing",
+    500: "exception",
+    501: "not-supported",
+    503: "transient",
+}
+
+
+class FhirError(Exception):
+    """An error the REST layer answers itself (bad request, unsupported type, …)."""
+
+    def __init__(self, status: int, message: str, code: Optional[str] = None, expression: Optional[str] = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code or ISSUE_CODES.get(status, "processing")
+        self.expression = expression
+
+
+def operation_outcome(message: str, severity: str = "error", code: str = "processing",
+                      expression: Optional[str] = None) -> dict:
+    """One-issue OperationOutcome (R4 operationoutcome.html)."""
+    issue = {"severity": severity, "code": code, "diagnostics": message}
+    if expression:
+        issue["expression"] = [expression]
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
+
+
+def warnings_outcome(messages: list[str]) -> dict:
+    """OperationOutcome listing search parameters that were ignored (search.mode ``outcome``)."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": m} for m in messages],
+    }
+
+
+def _respond(status: int, message: str, code: Optional[str] = None, expression: Optional[str] = None, headers=None):
+    from .representation import fhir_response
+
+    body = operation_outcome(message, code=code or ISSUE_CODES.get(status, "processing"), expression=expression)
+    return fhir_response(body, status, headers=headers, negotiate=False)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__
+
+
+def handle_fhir_error(err: FhirError):
+    return _respond(err.status, str(err), err.code, err.expression)
+
+
+def handle_store_error(err: Exception):
+    status = int(getattr(err, "status", 500))
+    return _respond(status, _one_line(err), expression=getattr(err, "path", None) or None)
+
+
+def handle_http_exception(err: HTTPException):
+    status = err.code or 500
+    messages = {
+        404: f"no such endpoint: {request.path}",
+        405: f"{request.method} is not allowed on {request.path}",
+        413: "request body is larger than the server accepts",
+    }
+    headers = {}
+    if status == 405 and getattr(err, "valid_methods", None):
+        headers["Allow"] = ", ".join(err.valid_methods)
+    return _respond(status, messages.get(status, err.description or err.name), headers=headers)
+
+
+def handle_exception(err: Exception):
+    from sqlalchemy.exc import OperationalError
+
+    from ...errors import RejectedInput
+
+    if isinstance(err, RejectedInput):
+        return _respond(422, _one_line(err))
+    if isinstance(err, OperationalError):
+        log.error("database unavailable on %s %s: %s", request.method, request.path, type(err.orig).__name__)
+        return _respond(503, "the database is unavailable; retry later", "transient", headers={"Retry-After": "5"})
+    # no PHI in logs: the method and path (type and id) only, never the query string or body
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _respond(500, f"internal error ({type(err).__name__})", "exception")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error of the app (also outside /fhir) with an OperationOutcome, never HTML."""
+    app.register_error_handler(FhirError, handle_fhir_error)
+    app.register_error_handler(StoreError, handle_store_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_exception)
