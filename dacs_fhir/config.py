@@ -24,6 +24,20 @@ class Settings:
     ae_title: str = "DACS"
     mllp: tuple[str, int] = ("127.0.0.1", 2575)
     max_request_bytes: int = 50 * 1024 * 1024
+    queue: str = "dacs"  # Celery queue name (one per deployment sharing a broker)
+    mllp_tls_cert: str = ""  # PEM certificate (and key) file: the MLLP listener speaks TLS when set
+    mllp_tls_key: str = ""
+    destinations: tuple[str, ...] = ()  # outbound dose summaries: mllp://host:port, fhir+https://base
+    # DICOM SCP / SCU (docs/dicom-conformance.md)
+    dicom_allowed_aets: tuple[str, ...] = ()  # calling AE titles accepted by the SCP; empty: any
+    dicom_max_pdu: int = 131072  # largest P-DATA PDU we receive (0: unlimited)
+    dicom_acse_timeout: float = 30.0
+    dicom_dimse_timeout: float = 60.0
+    dicom_network_timeout: float = 120.0
+    dicom_tls_cert: str = ""  # PEM server certificate: the SCP speaks DICOM TLS when set
+    dicom_tls_key: str = ""
+    dicom_tls_ca: str = ""  # PEM CA bundle: when set, clients must present a certificate it signed
+    pacs: str = ""  # AET@host:port of the PACS that `dacs-fhir pacs pull` queries
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -39,6 +53,19 @@ class Settings:
             ae_title=env.get("DACS_AE_TITLE", "DACS"),
             mllp=_hostport(env.get("DACS_MLLP", "127.0.0.1:2575"), 2575),
             max_request_bytes=int(env.get("DACS_MAX_REQUEST_BYTES", 50 * 1024 * 1024)),
+            queue=env.get("DACS_QUEUE", "dacs"),
+            mllp_tls_cert=env.get("DACS_MLLP_TLS_CERT", ""),
+            mllp_tls_key=env.get("DACS_MLLP_TLS_KEY", ""),
+            destinations=tuple(u.strip() for u in env.get("DACS_DESTINATIONS", "").split(",") if u.strip()),
+            dicom_allowed_aets=tuple(a.strip() for a in env.get("DACS_DICOM_ALLOWED_AETS", "").split(",") if a.strip()),
+            dicom_max_pdu=int(env.get("DACS_DICOM_MAX_PDU", 131072)),
+            dicom_acse_timeout=float(env.get("DACS_DICOM_ACSE_TIMEOUT", 30)),
+            dicom_dimse_timeout=float(env.get("DACS_DICOM_DIMSE_TIMEOUT", 60)),
+            dicom_network_timeout=float(env.get("DACS_DICOM_NETWORK_TIMEOUT", 120)),
+            dicom_tls_cert=env.get("DACS_DICOM_TLS_CERT", ""),
+            dicom_tls_key=env.get("DACS_DICOM_TLS_KEY", ""),
+            dicom_tls_ca=env.get("DACS_DICOM_TLS_CA", ""),
+            pacs=env.get("DACS_PACS", ""),
         )
 
     @property

@@ -38,6 +38,7 @@ _executor: Optional[ThreadPoolExecutor] = None
 
 
 def _apply_broker(settings: Settings) -> None:
+    celery_app.conf.task_default_queue = settings.queue
     if settings.broker_url:
         celery_app.conf.update(broker_url=settings.broker_url, task_always_eager=False)
     else:
