@@ -184,3 +184,59 @@ SCT_TO_SRT = {v: k for k, v in SRT_TO_SCT.items()}
 def same_snomed(scheme: str, code: str, codes: tuple[str, str]) -> bool:
     """True when ``scheme:code`` is either form (SRT, SCT) of the SNOMED pair ``codes``."""
     return scheme in ("SRT", "SCT", "SNM3") and code in codes
+
+
+# ---- image-header extraction (PS3.16 TID 10003 / 10003A / 10003B / 10013 concepts)
+EXPOSURE_TIME_PROJECTION = "113735"  # TID 10003A Exposure Time (CT uses 113824)
+IRRADIATION_DURATION = "113742"
+EXPOSURE_INDEX = "113845"  # TID 10003B
+TARGET_EXPOSURE_INDEX = "113846"
+DEVIATION_INDEX = "113847"
+DISTANCE_SOURCE_TO_DETECTOR = "113750"
+ANODE_TARGET_MATERIAL = "111632"
+COMPRESSION_THICKNESS = "111633"
+HALF_VALUE_LAYER = "111634"
+COMPRESSION_FORCE = "111647"
+NOMINAL_SINGLE_COLLIMATION = "113826"
+NOMINAL_TOTAL_COLLIMATION = "113827"
+NUMBER_OF_XRAY_SOURCES = "113823"
+COPIED_FROM_IMAGE_ATTRIBUTES = "113866"  # CID 10021 Source of dose information
+SINGLE_PLANE = "113622"  # CID 10003 Equipment Plane Identification
+STATIONARY_ACQUISITION = "113611"  # CID 10002 Irradiation Event Type
+FLUOROSCOPY = ("P5-06000", "44491008")
+LEFT_BREAST = ("T-04020", "80248007")
+RIGHT_BREAST = ("T-04030", "73056007")
+
+# ---- DICOM defined terms of image headers -> coded concepts (scheme, code, meaning)
+# (0018,9302) Acquisition Type -> CID 10013 CT Acquisition Type
+CT_ACQUISITION_TYPE_TERMS = {
+    "SPIRAL": ("SCT", "116152004", "Spiral Acquisition"),
+    "SEQUENCED": ("DCM", "113804", "Sequenced Acquisition"),
+    "CONSTANT_ANGLE": ("DCM", "113805", "Constant Angle Acquisition"),
+    "STATIONARY": ("DCM", "113806", "Stationary Acquisition"),
+    "FREE": ("DCM", "113807", "Free Acquisition"),
+}
+# (0018,7050) Filter Material / (0018,1191) Anode Target Material -> CID 10006 / CID 10016
+MATERIAL_TERMS = {
+    "ALUMINUM": ("SCT", "12503006", "Aluminum"),
+    "ALUMINIUM": ("SCT", "12503006", "Aluminum"),
+    "COPPER": ("SCT", "66925006", "Copper"),
+    "MOLYBDENUM": ("SCT", "71128006", "Molybdenum"),
+    "RHODIUM": ("SCT", "59801003", "Rhodium"),
+    "SILVER": ("SCT", "41967008", "Silver"),
+    "TUNGSTEN": ("SCT", "26194003", "Tungsten"),
+    "LEAD": ("SCT", "88488004", "Lead"),
+    "TIN": ("SCT", "12597001", "Tin"),
+    "NIOBIUM": ("SCT", "767776000", "Niobium"),
+    "TANTALUM": ("SCT", "45215009", "Tantalum"),
+    "EUROPIUM": ("SCT", "767775001", "Europium"),
+    "TITANIUM": ("SCT", "1166006", "Titanium"),
+}
+# (0018,1160) Filter Type -> CID 10007
+FILTER_TYPE_TERMS = {
+    "STRIP": ("DCM", "113650", "Strip filter"),
+    "WEDGE": ("DCM", "113651", "Wedge filter"),
+    "BUTTERFLY": ("DCM", "113652", "Butterfly filter"),
+    "FLAT": ("DCM", "113653", "Flat filter"),
+    "NONE": ("DCM", "111609", "No filter"),
+}
