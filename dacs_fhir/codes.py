@@ -41,7 +41,7 @@ def scheme_system(scheme: str) -> str:
 # ---- SR document roots (CID 10000 / PS3.16 TID 10001, 10011, 10021)
 XRAY_DOSE_REPORT = "113701"  # X-Ray Radiation Dose Report (TID 10001, 10011)
 RP_DOSE_REPORT = "113500"  # Radiopharmaceutical Radiation Dose Report (TID 10021)
-PATIENT_RADIATION_DOSE_REPORT = "128810"  # TID 10030 Patient Radiation Dose
+PATIENT_RADIATION_DOSE_REPORT = "128401"  # TID 10030 Patient Radiation Dose Report root
 
 # ---- TID 10001 / 10011 header
 PROCEDURE_REPORTED = "121058"
@@ -73,7 +73,6 @@ CT_DOSE = "113829"
 DOSE_CHECK_ALERT = "113900"  # TID 10015
 DOSE_CHECK_NOTIFICATION = "113908"
 ACCUMULATED_XRAY_DOSE = "113702"  # TID 10002
-ACCUMULATED_FLUORO_AND_ACQ = "113703"  # TID 10004 (older name: Accumulated Projection X-Ray Dose)
 ACCUMULATED_MAMMO = "113704"  # (not used as container code; see TID 10005)
 IRRADIATION_EVENT_XRAY = "113706"  # TID 10003
 XRAY_FILTERS = "113771"
@@ -94,7 +93,7 @@ TOTAL_FLUORO_TIME = "113730"
 TOTAL_NUMBER_OF_FRAMES = "113731"
 TOTAL_ACQUISITION_TIME = "113855"
 ACCUMULATED_AGD = "111637"
-REFERENCE_POINT_DEFINITION = ("113780", "113788")  # text / code forms
+REFERENCE_POINT_DEFINITION = ("113780",)  # TEXT or CODE value type (TID 10002 / 10003)
 ACQUISITION_PLANE = "113764"
 
 # ---- irradiation event items
@@ -170,8 +169,8 @@ SRT_TO_SCT = {
     "G-C581": "363698007",  # Finding site
     "P5-06000": "44491008",  # Fluoroscopy
     "P5-08001": "116152004",  # Spiral Acquisition
-    "T-04020": "80248007",  # Left breast
-    "T-04030": "73056007",  # Right breast
+    "T-04020": "73056007",  # Right breast
+    "T-04030": "80248007",  # Left breast
     "G-A101": "7771000",  # Left
     "G-A100": "24028007",  # Right
     "G-A102": "51440002",  # Right and left
@@ -204,8 +203,8 @@ COPIED_FROM_IMAGE_ATTRIBUTES = "113866"  # CID 10021 Source of dose information
 SINGLE_PLANE = "113622"  # CID 10003 Equipment Plane Identification
 STATIONARY_ACQUISITION = "113611"  # CID 10002 Irradiation Event Type
 FLUOROSCOPY = ("P5-06000", "44491008")
-LEFT_BREAST = ("T-04020", "80248007")
-RIGHT_BREAST = ("T-04030", "73056007")
+LEFT_BREAST = ("T-04030", "80248007")
+RIGHT_BREAST = ("T-04020", "73056007")
 
 # ---- DICOM defined terms of image headers -> coded concepts (scheme, code, meaning)
 # (0018,9302) Acquisition Type -> CID 10013 CT Acquisition Type

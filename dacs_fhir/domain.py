@@ -32,6 +32,13 @@ class Concept:
         return hash(self.key)
 
 
+def same_code(a: str, b: str) -> bool:
+    """True for equal codes, or the SNOMED RT and SNOMED CT forms of one concept (PS3.16 Annex O)."""
+    from .codes import SCT_TO_SRT, SRT_TO_SCT
+
+    return a == b or SRT_TO_SCT.get(a) == b or SCT_TO_SRT.get(a) == b
+
+
 @dataclass(frozen=True, slots=True)
 class Quantity:
     """A value in a canonical UCUM unit (``unit`` is the UCUM code)."""
@@ -63,7 +70,7 @@ class Measured:
         """The first quantity of concept ``scheme:code`` (optionally with a qualifier code)."""
         for m in self.measurements:
             if m.concept.code == code and m.concept.scheme == scheme:
-                if qualifier is None or (m.qualifier is not None and m.qualifier.code == qualifier):
+                if qualifier is None or (m.qualifier is not None and same_code(m.qualifier.code, qualifier)):
                     return m.quantity
         return None
 
