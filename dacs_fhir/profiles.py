@@ -1,0 +1,537 @@
+"""Profile validation: resources checked against the StructureDefinitions in ``profiles/``.
+
+The differentials are compiled once into a tree of element rules (cardinality,
+fixed / pattern values, choice types, reference targets, required bindings to the
+value sets shipped beside them, slicing by pattern / value / reference type), then
+checked on plain resource dicts. It covers what our profiles and the RDS IG 1.0.0
+profiles use, not the whole of FHIR profiling; the R4B models check the base
+resource structure. Paths in issues are FHIRPath-like
+(``Observation.component[3].valueQuantity``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
+_CORE = "http://hl7.org/fhir/StructureDefinition/"
+_PRIMITIVE_CHECKS: dict[str, Callable[[object], bool]] = {
+    "string": lambda v: isinstance(v, str) and v != "",
+    "code": lambda v: isinstance(v, str) and v.strip() != "",
+    "uri": lambda v: isinstance(v, str) and " " not in v and v != "",
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "decimal": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "dateTime": lambda v: isinstance(v, str) and _DATETIME.match(v) is not None,
+}
+_DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One profile violation: severity ("error" | "warning"), FHIRPath-like location and message."""
+
+    severity: str
+    path: str
+    message: str
+    profile: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.path}: {self.message}"
+
+
+@dataclass(slots=True)
+class Node:
+    """Rules for one element (or one slice of it), and for its children."""
+
+    min: int = 0
+    max: Optional[int] = None  # None: unbounded
+    types: Optional[frozenset] = None  # allowed type codes of a choice / restricted element
+    targets: Optional[frozenset] = None  # allowed Reference target resource types
+    type_profiles: tuple = ()  # profiles an Extension item must also meet
+    fixed: object = None
+    pattern: object = None
+    binding: Optional[str] = None  # required value set URL
+    slicing: tuple = ()  # ((discriminator type, path), ...)
+    closed: bool = False
+    slices: dict = field(default_factory=dict)  # slice name -> Node
+    children: dict = field(default_factory=dict)  # element name -> Node
+    per_type: dict = field(default_factory=dict)  # choice type code -> Node (type slices)
+    index: Optional[dict] = None  # fast slice lookup: key -> slice name
+    index_path: str = ""
+    trivial: bool = False  # no rule on the item itself: only cardinality / slices
+    fast: Optional[tuple] = None  # (value[x] min, allowed types, per-type patterns) of a code-sliced component
+    required: tuple = ()  # names of slices with min > 0
+
+
+@dataclass(slots=True)
+class Profile:
+    url: str
+    type: str
+    base: Optional[str]
+    root: Node
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+@lru_cache(maxsize=1)
+def registry() -> "Registry":
+    """Profiles and value sets shipped in ``profiles/`` (loaded once per process)."""
+    return Registry.load(PROFILE_DIR)
+
+
+class Registry:
+    """Compiled StructureDefinitions by canonical URL, and value set code sets."""
+
+    def __init__(self, definitions: dict, valuesets: dict):
+        self.definitions = definitions
+        self.valuesets = valuesets
+        self.profiles: dict[str, Profile] = {}
+        for url in definitions:
+            self._compile(url)
+
+    @classmethod
+    def load(cls, folder: Path) -> "Registry":
+        definitions, valuesets = {}, {}
+        for path in sorted(folder.glob("*.json")):
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if doc.get("resourceType") == "StructureDefinition":
+                definitions[doc["url"]] = doc
+            elif doc.get("resourceType") == "ValueSet":
+                valuesets[doc["url"]] = frozenset(
+                    (inc.get("system"), c["code"]) for inc in doc["compose"]["include"] for c in inc.get("concept", ())
+                )
+        return cls(definitions, valuesets)
+
+    def _compile(self, url: str) -> Profile:
+        if url in self.profiles:
+            return self.profiles[url]
+        sd = self.definitions[url]
+        base = sd.get("baseDefinition")
+        root = copy.deepcopy(self._compile(base).root) if base in self.definitions else Node(max=None)
+        for element in sd["differential"]["element"]:
+            _apply(root, element, sd["type"])
+        _index_slices(root)
+        profile = Profile(url, sd["type"], base if base in self.definitions else None, root)
+        self.profiles[url] = profile
+        return profile
+
+    def ancestors(self, url: str) -> set[str]:
+        out, cur = set(), self.profiles[url].base
+        while cur:
+            out.add(cur)
+            cur = self.profiles[cur].base
+        return out
+
+
+def _steps(element_id: str, rtype: str) -> list[tuple[str, Optional[str]]]:
+    parts = element_id.split(".")
+    if parts[0].split(":")[0] != rtype:
+        raise ValueError(f"element {element_id} is not on {rtype}")
+    out = []
+    for part in parts[1:]:
+        name, _, slice_name = part.partition(":")
+        out.append((name, slice_name or None))
+    return out
+
+
+def _apply(root: Node, element: dict, rtype: str) -> None:
+    node = root
+    for name, slice_name in _steps(element["id"], rtype):
+        child = node.children.setdefault(name, Node())
+        if slice_name and name.endswith("[x]") and slice_name.startswith(name[:-3]):
+            node = child.per_type.setdefault(_type_code(slice_name[len(name) - 3:]), Node())
+        elif slice_name:
+            node = child.slices.setdefault(slice_name, Node())
+        else:
+            node = child
+    if "min" in element:
+        node.min = element["min"]
+    if "max" in element:
+        node.max = None if element["max"] == "*" else int(element["max"])
+    if "type" in element:
+        node.types = frozenset(t["code"] for t in element["type"])
+        targets = [p.rsplit("/", 1)[1] for t in element["type"] for p in t.get("targetProfile", ())]
+        if targets:
+            node.targets = frozenset(_target_type(t) for t in targets)
+        node.type_profiles = tuple(p for t in element["type"] for p in t.get("profile", ()))
+    for key, value in element.items():
+        if key.startswith("fixed"):
+            node.fixed = value
+        elif key.startswith("pattern"):
+            node.pattern = value
+    binding = element.get("binding")
+    if binding and binding.get("strength") == "required":
+        node.binding = binding["valueSet"]
+    if "slicing" in element:
+        node.slicing = tuple((d["type"], d["path"]) for d in element["slicing"]["discriminator"])
+        node.closed = element["slicing"].get("rules") == "closed"
+
+
+_TARGETS = {"modality-device": "Device", "radiation-dose-summary": "Observation", "irradiation-event": "Observation",
+            "dose-summary": "Observation"}
+
+
+def _target_type(name: str) -> str:
+    return _TARGETS.get(name, name)
+
+
+@lru_cache(maxsize=None)
+def _type_code(suffix: str) -> str:
+    """``valueQuantity`` -> ``Quantity``; ``valueString`` -> ``string`` (primitive type codes are lower case)."""
+    lower = suffix[0].lower() + suffix[1:]
+    return lower if lower in _PRIMITIVE_CHECKS or lower in ("time", "date", "instant", "period") else suffix
+
+
+def _index_slices(node: Node) -> None:
+    """Build a (system, code) / value lookup when every slice is told apart by one pattern at one path."""
+    for child in (*node.children.values(), *node.slices.values(), *node.per_type.values()):
+        _index_slices(child)
+    node.index, node.index_path = None, ""  # a derived profile may have added slices to a copied base node
+    for snode in node.slices.values():
+        snode.fast = None
+    node.required = tuple(name for name, snode in node.slices.items() if snode.min)
+    node.trivial = not (node.children or node.type_profiles or node.types is not None or node.targets is not None
+                        or node.fixed is not None or node.pattern is not None or node.binding is not None)
+    if not node.slices or len(node.slicing) != 1 or node.slicing[0][0] not in ("pattern", "value"):
+        return
+    path = node.slicing[0][1]
+    index = {}
+    for name, snode in node.slices.items():
+        constraint = _constraint_at(snode, path)
+        keys = _keys(constraint)
+        if not keys:
+            return
+        for k in keys:
+            index.setdefault(k, name)
+    node.index, node.index_path = index, path
+    for snode in node.slices.values():
+        snode.fast = _fast_form(snode, path)
+
+
+def _fast_form(snode: Node, path: str) -> Optional[tuple]:
+    """A slice that only says "this code, a value of these types / patterns" is checked without the tree walk."""
+    value = snode.children.get("value[x]")
+    rest = set(snode.children) - {path, "value[x]"}
+    if rest or value is None or snode.slices or snode.type_profiles or snode.fixed is not None or snode.pattern is not None:
+        return None
+    if value.children or value.slices or value.binding or value.fixed is not None or value.pattern is not None:
+        return None
+    if any(not t.trivial and (t.children or t.binding or t.slices) for t in value.per_type.values()):
+        return None
+    return (value.min, value.types, {k: t.pattern for k, t in value.per_type.items() if t.pattern is not None},
+            {k: tuple(t.pattern.items()) for k, t in value.per_type.items()
+             if isinstance(t.pattern, dict) and not any(isinstance(v, (dict, list)) for v in t.pattern.values())})
+
+
+def _constraint_at(node: Node, path: str):
+    for step in path.split("."):
+        node = node.children.get(step)
+        if node is None:
+            return None
+    return node.fixed if node.fixed is not None else node.pattern
+
+
+def _keys(value) -> list:
+    """Index keys of a discriminating value: codings as (system, code), primitives as themselves."""
+    if isinstance(value, dict):
+        if "coding" in value:
+            return [(c.get("system"), c.get("code")) for c in value["coding"] if c.get("code")]
+        if "code" in value:
+            return [(value.get("system"), value.get("code"))]
+        return []
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return [value] if value is not None else []
+
+
+# ---------------------------------------------------------------------------- checking
+
+
+class _Check:
+    __slots__ = ("reg", "issues", "profile", "resolve")
+
+    def __init__(self, reg: Registry, profile: str, resolve: Optional[Callable[[str], Optional[str]]]):
+        self.reg, self.profile, self.resolve = reg, profile, resolve
+        self.issues: list[Issue] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.issues.append(Issue("error", path, message, self.profile))
+
+    def elements(self, node: Node, item: dict, path: str, skip: str = "") -> None:
+        """Check the children rules of ``node`` on one element value (a dict); ``skip``: a child already proven."""
+        for name, child in node.children.items():
+            if name == skip:
+                continue
+            if name.endswith("[x]"):
+                stem = name[:-3]
+                keys = [k for k in item if k.startswith(stem) and len(k) > len(stem) and k[len(stem)].isupper()]
+                if not keys:
+                    if child.min:
+                        self.error(f"{path}.{name}", f"minimum required = {child.min}, but only found 0")
+                    continue
+                for key in keys:
+                    code = _type_code(key[len(stem):])
+                    if child.max == 0:
+                        self.error(f"{path}.{key}", "element is prohibited (max = 0)")
+                        continue
+                    if child.types is not None and code not in child.types:
+                        self.error(f"{path}.{key}", f"type {code} not allowed here (allowed: {', '.join(sorted(child.types))})")
+                        continue
+                    self.values(child, item[key], f"{path}.{key}", code)
+                    sub = child.per_type.get(code)
+                    if sub is not None:
+                        self.values(sub, item[key], f"{path}.{key}", code)
+                continue
+            raw = item.get(name)
+            if raw is None and f"_{name}" in item:  # a primitive present only through its extensions
+                if child.max == 0:
+                    self.error(f"{path}.{name}", "element is prohibited (max = 0)")
+                continue
+            self.values(child, raw, f"{path}.{name}")
+
+    def values(self, node: Node, raw, path: str, type_code: Optional[str] = None) -> None:
+        """Cardinality, then per-item rules, then slices, for the value(s) of one element."""
+        if raw is None:
+            items, listed = [], False
+        elif isinstance(raw, list):
+            items, listed = raw, True
+        else:
+            items, listed = [raw], False
+        n = len(items)
+        if n < node.min:
+            self.error(path, f"minimum required = {node.min}, but only found {n}")
+        if node.max is not None and n > node.max:
+            self.error(path, "element is prohibited (max = 0)" if node.max == 0 else f"maximum allowed = {node.max}, but found {n}")
+        if not n:
+            return
+        if not node.trivial:
+            for i, item in enumerate(items):
+                self.item(node, item, f"{path}[{i}]" if listed else path, type_code)
+        if node.slices:
+            self.slices(node, items, path, listed)
+
+    def item(self, node: Node, item, path: str, type_code: Optional[str] = None, skip: str = "") -> None:
+        if type_code is None and node.types is not None and len(node.types) == 1:
+            type_code = next(iter(node.types))
+        check = _PRIMITIVE_CHECKS.get(type_code or "")
+        if check is not None and not check(item):
+            self.error(path, f"value {item!r} is not a valid {type_code}")
+            return
+        if node.fixed is not None and item != node.fixed:
+            self.error(path, f"value must be exactly {_show(node.fixed)}")
+        if node.pattern is not None and not _matches(node.pattern, item):
+            self.error(path, f"value must match pattern {_show(node.pattern)}")
+        if node.binding is not None and not self.bound(node.binding, item):
+            self.error(path, f"code not in the required value set {node.binding}")
+        if node.targets is not None and isinstance(item, dict):
+            target = self.ref_type(item)
+            if target is not None and target not in node.targets:
+                self.error(path, f"reference to {target}, expected {' | '.join(sorted(node.targets))}")
+        for url in node.type_profiles:
+            profile = self.reg.profiles.get(url)
+            if profile is not None and isinstance(item, dict):
+                self.elements(profile.root, item, path)
+        if node.children and isinstance(item, dict):
+            self.elements(node, item, path, skip)
+
+    def slices(self, node: Node, items: list, path: str, listed: bool) -> None:
+        counts = dict.fromkeys(node.required, 0)  # slices with a minimum; others are counted when seen
+        index, key_path = node.index, node.index_path
+        by_code = index is not None and "." not in key_path  # the common case: components sliced on ``code``
+        for i, item in enumerate(items):
+            name = None
+            if by_code and type(item) is dict:
+                value = item.get(key_path)
+                if type(value) is dict:
+                    for cd in value.get("coding", ()):
+                        name = index.get((cd.get("system"), cd.get("code")))
+                        if name is not None:
+                            break
+                    else:
+                        name = index.get((value.get("system"), value.get("code"))) if "code" in value else None
+                elif value is not None:
+                    name = index.get(value)
+            else:
+                name = self.slice_of(node, item)
+            if name is None:
+                if node.closed:
+                    self.error(f"{path}[{i}]" if listed else path, "does not match any slice of a closed slicing")
+                continue
+            counts[name] = counts.get(name, 0) + 1
+            snode = node.slices[name]
+            if snode.fast is not None and type(item) is dict:
+                self.fast_value(snode.fast, item, path, i if listed else None)
+                continue
+            self.item(snode, item, f"{path}[{i}]" if listed else path, skip=key_path if by_code else "")
+        for name, n in counts.items():
+            snode = node.slices[name]
+            if n < snode.min:
+                self.error(f"{path}:{name}", f"minimum required = {snode.min}, but only found {n}")
+            if snode.max is not None and n > snode.max:
+                self.error(f"{path}:{name}", f"maximum allowed = {snode.max}, but found {n}")
+
+    def fast_value(self, fast: tuple, item: dict, path: str, i: Optional[int]) -> None:
+        minimum, types, patterns, flat = fast
+        found = False
+        for key, value in item.items():
+            if key[:5] != "value" or len(key) < 6 or not key[5].isupper():
+                continue
+            found = True
+            code = _type_code(key[5:])
+            pairs = flat.get(code)
+            if pairs is not None and type(value) is dict and all(value.get(k) == v for k, v in pairs) \
+                    and (types is None or code in types):
+                continue  # the usual case: a Quantity in the expected unit
+            here = f"{path}[{i}].{key}" if i is not None else f"{path}.{key}"
+            if types is not None and code not in types:
+                self.error(here, f"type {code} not allowed here (allowed: {', '.join(sorted(types))})")
+                continue
+            check = _PRIMITIVE_CHECKS.get(code)
+            if check is not None and not check(value):
+                self.error(here, f"value {value!r} is not a valid {code}")
+            pattern = patterns.get(code)
+            if pattern is not None and not _matches(pattern, value):
+                self.error(here, f"value must match pattern {_show(pattern)}")
+        if not found and minimum:
+            self.error(f"{path}[{i}].value[x]" if i is not None else f"{path}.value[x]", f"minimum required = {minimum}, but only found 0")
+
+    def slice_of(self, node: Node, item) -> Optional[str]:
+        if node.index is not None:
+            path = node.index_path
+            values = [item.get(path)] if "." not in path and isinstance(item, dict) else _values_at(item, path)
+            for value in values:
+                for k in _keys(value):
+                    name = node.index.get(k)
+                    if name is not None:
+                        return name
+            return None
+        for name, snode in node.slices.items():
+            if all(self.discriminates(snode, item, kind, p) for kind, p in node.slicing):
+                return name
+        return None
+
+    def discriminates(self, snode: Node, item, kind: str, path: str) -> bool:
+        if kind == "type":
+            target = self.ref_type(item) if isinstance(item, dict) else None
+            return snode.targets is None or target in snode.targets
+        if kind in ("pattern", "value"):
+            want = _constraint_at(snode, path)
+            return want is None or any(_matches(want, v) for v in _values_at(item, path))
+        return True  # "profile" / "exists": not used to tell our slices apart
+
+    def bound(self, valueset: str, item) -> bool:
+        codes = self.reg.valuesets.get(valueset)
+        if codes is None:
+            return True  # value set not shipped: cannot check
+        if isinstance(item, str):
+            return any(code == item for _, code in codes)
+        codings = item.get("coding", [item]) if isinstance(item, dict) else []
+        return any((c.get("system"), c.get("code")) in codes for c in codings)
+
+    def ref_type(self, ref: dict) -> Optional[str]:
+        if ref.get("type"):
+            return ref["type"]
+        target = ref.get("reference") or ""
+        if target.startswith("urn:"):
+            return self.resolve(target) if self.resolve else None
+        parts = target.split("?")[0].split("/")
+        return parts[-2] if len(parts) >= 2 else None
+
+
+def _values_at(item, path: str) -> list:
+    values = [item]
+    for step in path.split("."):
+        if step == "$this":
+            continue
+        nxt = []
+        for v in values:
+            if isinstance(v, dict) and step in v:
+                got = v[step]
+                nxt.extend(got if isinstance(got, list) else [got])
+        values = nxt
+    return values
+
+
+def _matches(pattern, value) -> bool:
+    """FHIR pattern semantics: every property of the pattern is present with a matching value."""
+    if isinstance(pattern, dict):
+        if isinstance(value, list):
+            return any(_matches(pattern, v) for v in value)
+        return isinstance(value, dict) and all(_matches(p, value.get(k)) for k, p in pattern.items())
+    if isinstance(pattern, list):
+        values = value if isinstance(value, list) else [value]
+        return all(any(_matches(p, v) for v in values) for p in pattern)
+    return pattern == value
+
+
+def _show(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------- API
+
+
+def validate(resource: dict, resolve: Optional[Callable[[str], Optional[str]]] = None) -> list[Issue]:
+    """Issues of ``resource`` against every profile of ours in its ``meta.profile`` (ancestors included once)."""
+    reg = registry()
+    rtype = resource.get("resourceType", "Resource")
+    claimed = [u for u in (resource.get("meta") or {}).get("profile", ()) if u in reg.profiles]
+    issues: list[Issue] = []
+    unknown = [u for u in (resource.get("meta") or {}).get("profile", ()) if u not in reg.profiles]
+    for url in unknown:
+        issues.append(Issue("warning", f"{rtype}.meta.profile", f"profile {url} is not known here; not checked"))
+    covered = set().union(*(reg.ancestors(u) for u in claimed)) if claimed else set()
+    for url in claimed:
+        if url in covered:
+            continue
+        profile = reg.profiles[url]
+        if profile.type != rtype:
+            issues.append(Issue("error", rtype, f"profile {url} constrains {profile.type}", url))
+            continue
+        check = _Check(reg, url, resolve)
+        check.elements(profile.root, resource, rtype)
+        issues.extend(check.issues)
+    return issues
+
+
+def validate_bundle(bundle: dict) -> list[Issue]:
+    """Issues of every entry (paths prefixed ``Bundle.entry[i].resource``) and of in-bundle references."""
+    entries = bundle.get("entry") or []
+    by_url = {e.get("fullUrl"): (e.get("resource") or {}).get("resourceType") for e in entries if e.get("fullUrl")}
+    issues: list[Issue] = []
+    if len(by_url) != len([e for e in entries if e.get("fullUrl")]):
+        issues.append(Issue("error", "Bundle.entry", "fullUrl values are not unique"))
+    for i, entry in enumerate(entries):
+        resource = entry.get("resource") or {}
+        prefix = f"Bundle.entry[{i}].resource"
+        rtype = resource.get("resourceType", "")
+        for issue in validate(resource, by_url.get):
+            path = prefix + issue.path[len(rtype):] if issue.path.startswith(rtype) else f"{prefix}.{issue.path}"
+            issues.append(Issue(issue.severity, path, issue.message, issue.profile))
+        for path, ref in _references(resource, prefix):
+            if ref.startswith("urn:uuid:") and ref not in by_url:
+                issues.append(Issue("error", path, f"reference {ref} does not resolve inside the Bundle"))
+        if bundle.get("type") in ("transaction", "batch") and not (entry.get("request") or {}).get("method"):
+            issues.append(Issue("error", f"Bundle.entry[{i}].request", "transaction entry without request.method"))
+    return issues
+
+
+def _references(resource: dict, path: str) -> Iterable[tuple[str, str]]:
+    """References held by the resource's own elements (``subject``, ``partOf[2]`` …), where resources keep them."""
+    for key, value in resource.items():
+        if isinstance(value, dict):
+            ref = value.get("reference")
+            if isinstance(ref, str):
+                yield f"{path}.{key}.reference", ref
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            for i, item in enumerate(value):
+                ref = item.get("reference") if isinstance(item, dict) else None
+                if isinstance(ref, str):
+                    yield f"{path}.{key}[{i}].reference", ref
