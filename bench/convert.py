@@ -100,6 +100,10 @@ def main(argv=None) -> int:
         _run("floor-walk (dcmread + every value)", lambda d: _walk(pydicom.dcmread(io.BytesIO(d))), batch),
         _run("convert (parse+map+validate+json)", _convert, batch),
     ]
+    vendor = [x for x in batch if not x[0].startswith("synthetic")]
+    if vendor:
+        results.append(_run("floor-walk, vendor corpus only", lambda d: _walk(pydicom.dcmread(io.BytesIO(d))), vendor))
+        results.append(_run("convert, vendor corpus only", _convert, vendor))
     big = [x for x in inputs if x[0] == "synthetic-fluoro-300-events"] * 20
     results.append(_run("convert, 300-event fluoro RDSR only", _convert, big))
 
