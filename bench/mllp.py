@@ -1,0 +1,200 @@
+"""HL7 v2 throughput: ADT/s ACKed by the MLLP listener on one persistent connection, ORU/s delivered
+to a local receiver, beside hl7apy's bare parse rate of the same messages in the same run.
+
+    python bench/mllp.py [--adt 2000] [--oru 1000] [--handler store|map]
+
+``--handler store`` (default when the store package is present) runs the real
+inbound path: inbox -> parse -> FHIR Bundle -> store transaction (SQLite in a
+temporary folder) -> ACK. ``map`` runs the same path with a store that writes nothing. Targets (issue 5):
+>= 500 ADT/s ACKed, >= 300 ORU/s delivered.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+CORPUS = ROOT.parent / "shared" / "corpus" / "hl7v2"
+BOM = b"\xef\xbb\xbf"
+
+
+def adt_messages(n: int, obx: bool = True) -> list[bytes]:
+    """ADT^A08 updates for n patients, shaped like the corpus dcm4che ADT (PID, PV1, optional weight/height OBX)."""
+    out = []
+    for i in range(n):
+        text = (
+            f"MSH|^~\\&|RIS|HOSP|DACS|RAD|20240101120000||ADT^A08^ADT_A01|B{i}|P|2.5.1||||||UNICODE UTF-8\r"
+            f"EVN||20240101120000\r"
+            f"PID|1||{100000 + i % 500}^^^HOSP&1.2.826.0.1.3680043.2.1&ISO^MR||Doe{i % 97}^Jane^Q||19600101|F|||"
+            f"Main Street {i}^^Springfield^^12345^US^H\r"
+            f"PV1|1|O|RAD^^^HOSP||||1234^Welby^Marcus\r"
+        )
+        if obx:
+            text += f"OBX|1|NM|29463-7^Body weight^LN||{60 + i % 40}|kg|||||F\rOBX|2|NM|8302-2^Body height^LN||{160 + i % 30}|cm|||||F\r"
+        out.append(text.encode())
+    return out
+
+
+def dose_report(i: int):
+    from dacs_fhir.domain import CT, SOURCE_RDSR, AccumulatedDose, Concept, DoseReport, Measurement, Patient, PersonName, Quantity, Study
+
+    return DoseReport(
+        sop_instance_uid=f"1.2.826.0.1.3680043.2.1.{i}.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.67", kind=CT, source=SOURCE_RDSR,
+        study=Study(instance_uid=f"1.2.826.0.1.3680043.2.1.{i}", accession_number=f"ACC{i}", started=datetime(2024, 1, 1, 12)),
+        patient=Patient(id=f"P{i}", issuer="HOSP", name=PersonName("Doe", ("Jane",)), birth_date=date(1960, 1, 1), sex="F"),
+        accumulated=(AccumulatedDose(measurements=(
+            Measurement(Concept("DCM", "113813"), Quantity(700.0 + i % 100, "mGy.cm")),
+            Measurement(Concept("DCM", "113812"), Quantity(4, "{events}")),
+        )),),
+    )
+
+
+def hl7apy_rate(messages: list[bytes], limit: int = 200) -> float:
+    from hl7apy.parser import parse_message
+
+    sample = [m.decode() for m in messages[:limit]]
+    t = time.perf_counter()
+    for m in sample:
+        parse_message(m)
+    return len(sample) / (time.perf_counter() - t)
+
+
+class NullStore:
+    """Stands in for the store: the inbound path up to the FHIR Bundle, nothing written."""
+
+    class _Tx:
+        def search(self, *a, **k):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(resources=[], total=0)
+
+        def process_bundle(self, bundle):
+            return {"entry": [{"response": {"location": "Patient/x/_history/1"}} for _ in bundle["entry"]]}
+
+    def transaction(self):
+        from contextlib import nullcontext
+
+        return nullcontext(NullStore._Tx())
+
+
+def python_hl7_rate(messages: list[bytes]) -> float:
+    import hl7
+
+    t = time.perf_counter()
+    for m in messages:
+        hl7.parse(m.decode())
+    return len(messages) / (time.perf_counter() - t)
+
+
+def bench_adt(n: int, mode: str, work: Path, obx: bool = True) -> tuple[float, str]:
+    from hl7.client import MLLPClient
+
+    from dacs_fhir.hl7v2.receiver import Receiver
+    from dacs_fhir.inbox import Inbox
+    from dacs_fhir.listeners.mllp import start_mllp
+
+    work.mkdir(parents=True, exist_ok=True)
+    inbox = Inbox(work / "inbox")
+    if mode == "store":
+        from dacs_fhir.store import Store
+
+        store = Store(f"sqlite:///{work / 'bench.sqlite'}")
+        store.upgrade()
+    else:
+        store = NullStore()
+    handler = Receiver(store, inbox).handle
+
+    messages = adt_messages(n, obx)
+    handle = start_mllp("127.0.0.1", 0, handler)
+    try:
+        with MLLPClient("127.0.0.1", handle.port) as client:
+            client.send_message(messages[0])  # warm-up (imports, first transaction)
+            t = time.perf_counter()
+            bad = 0
+            for m in messages[1:]:
+                ack = client.send_message(m)
+                bad += b"MSA|AA|" not in ack
+            rate = (len(messages) - 1) / (time.perf_counter() - t)
+    finally:
+        handle.stop()
+    return rate, f"{bad} not AA"
+
+
+def bench_oru(n: int, work: Path) -> tuple[float, float, list[bytes]]:
+    import hl7
+
+    from dacs_fhir.delivery import Outbox, drain
+    from dacs_fhir.listeners.mllp import start_mllp
+    from dacs_fhir.mappers.hl7v2 import to_oru
+
+    t = time.perf_counter()
+    orus = [to_oru(dose_report(i)).encode() for i in range(n)]
+    build_rate = n / (time.perf_counter() - t)
+    received = []
+
+    def receiver(raw: bytes) -> bytes:
+        received.append(raw)
+        return str(hl7.parse(raw.decode()).create_ack()).encode()
+
+    handle = start_mllp("127.0.0.1", 0, receiver)
+    url = f"mllp://127.0.0.1:{handle.port}?timeout=5"
+    outbox = Outbox(work / "outbox.sqlite")
+    for m in orus:
+        outbox.enqueue(url, m, "application/hl7-v2")
+    try:
+        t = time.perf_counter()
+        while drain(outbox, url) is not None:
+            pass
+        rate = len(received) / (time.perf_counter() - t)
+    finally:
+        handle.stop()
+    assert received == orus, "receiver did not get every ORU once, in order"
+    return rate, build_rate, orus
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--adt", type=int, default=2000)
+    ap.add_argument("--oru", type=int, default=1000)
+    ap.add_argument("--handler", choices=("store", "map", "both"), default="both")
+    args = ap.parse_args(argv)
+    modes = ["map", "store"] if args.handler == "both" else [args.handler]
+    if "store" in modes:
+        try:
+            from dacs_fhir.store import Store  # noqa: F401
+        except ImportError:
+            modes.remove("store")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        adt = {(mode, obx): bench_adt(args.adt, mode, work / f"{mode}-{obx}", obx) for mode in modes for obx in (True, False)}
+        oru_rate, build_rate, orus = bench_oru(args.oru, work)
+        adts = adt_messages(200)
+        for (mode, obx), (adt_rate, adt_note) in adt.items():
+            label = ("applied to the store" if mode == "store" else "mapped, no store") + (", PID+2 OBX" if obx else ", PID only")
+            print(f"ADT^A08 ACKed on one connection, {label + ':':34}{adt_rate:8.1f} msg/s  ({adt_note}; target >= 500)")
+        print(f"ORU^R01 delivered to a local MLLP receiver (queue -> ACK):  {oru_rate:8.1f} msg/s  (target >= 300)")
+        print(f"ORU^R01 built + strictly validated with hl7apy:           {build_rate:8.1f} msg/s")
+        print(f"hl7apy bare parse, same ADT messages:                      {hl7apy_rate(adts):8.1f} msg/s")
+        print(f"python-hl7 parse, same ADT messages:                       {python_hl7_rate(adts):8.1f} msg/s")
+        print(f"hl7apy bare parse, same ORU messages:                      {hl7apy_rate(orus):8.1f} msg/s")
+        if CORPUS.is_dir():
+            corpus = [p.read_bytes().replace(b"\n", b"\r") for p in sorted(CORPUS.glob("adt-a0*.hl7"))]
+            t = time.perf_counter()
+            import hl7
+
+            for _ in range(20):
+                for m in corpus:
+                    hl7.parse(m.decode("utf-8-sig"))
+            py_rate = 20 * len(corpus) / (time.perf_counter() - t)
+            apy_rate = hl7apy_rate([m.removeprefix(BOM) for m in corpus] * 5)
+            print(f"corpus ADT files: python-hl7 parse {py_rate:8.1f} msg/s, hl7apy parse {apy_rate:8.1f} msg/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

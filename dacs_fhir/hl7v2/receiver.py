@@ -1,0 +1,193 @@
+"""Inbound HL7 v2: keep the raw message in the inbox, apply it through the store, answer with an ACK.
+
+Unlike the DICOM SCP, the MLLP listener acknowledges only after the message is
+applied: an HL7 AA means "applied" (HL7 v2.5.1 §2.9.2 original mode), and a
+sender holds the next message of its feed until it gets one. An AE/AR message
+stays in the inbox marked failed and can be replayed after a fix.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+from ..inbox import DONE, FAILED, Inbox
+from .ack import acknowledge, encode_ack
+from .adt import patient_bundle, prior_identifiers
+from .errors import DATA_TYPE_ERROR, DUPLICATE_KEY, UNKNOWN_KEY_IDENTIFIER, UNSUPPORTED_EVENT_CODE, UNSUPPORTED_MESSAGE_TYPE, ContentError, Hl7Error, Location, MessageRejected
+from .message import Inbound, header_fields
+from .orders import order_bundle
+
+log = logging.getLogger(__name__)
+
+PATIENT_EVENTS = ("A01", "A04", "A08", "A28", "A31")
+ORDER_TYPES = (("ORM", "O01"), ("OMI", "O23"))
+# store refusals (HTTP status of dacs_fhir.store.errors) that mean the content is wrong -> HL7 table 0357
+STORE_REFUSALS = {400: DATA_TYPE_ERROR, 409: DUPLICATE_KEY, 412: DUPLICATE_KEY, 422: DATA_TYPE_ERROR}
+# resources that carry a patient's dose records, re-pointed by a merge (search parameter "patient")
+DOSE_RECORD_TYPES = ("Observation", "ImagingStudy", "ServiceRequest")
+
+
+def sniff_meta(raw: bytes) -> dict:
+    """Message type and control id read from the bytes (the inbox keeps them before any parsing)."""
+    f = header_fields(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+    decode = lambda b: b.decode("latin-1")[:40]  # noqa: E731
+    return {"type": decode(f[8]) if len(f) > 8 else "", "control_id": decode(f[9]) if len(f) > 9 else ""}
+
+
+def _location_ref(response_entry: dict) -> str:
+    loc = (response_entry.get("response") or {}).get("location", "")
+    parts = loc.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return "/".join(parts[-2:])
+
+
+def _rewrite_refs(node, old: str, new: str):
+    if isinstance(node, dict):
+        return {k: (new if k == "reference" and v == old else _rewrite_refs(v, old, new)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rewrite_refs(v, old, new) for v in node]
+    return node
+
+
+def _search_all(tx, rtype: str, params: list[tuple[str, str]]) -> list[dict]:
+    out, offset = [], 0
+    while True:
+        page = tx.search(rtype, params, count=100, offset=offset)
+        out.extend(page.resources)
+        offset += len(page.resources)
+        if not page.resources or (page.total is not None and offset >= page.total):
+            return out
+
+
+def _identifier_query(ids: list[dict]) -> str:
+    return ",".join(f"{i['system']}|{i['value']}" for i in ids)
+
+
+def _merged_patient(existing: dict, new: dict) -> dict:
+    """The Patient as the message says it, keeping identifiers and links that other sources added."""
+    seen = {(i.get("system"), i.get("value")) for i in new.get("identifier", [])}
+    extra = [i for i in existing.get("identifier", []) if (i.get("system"), i.get("value")) not in seen]
+    out = dict(new, identifier=new.get("identifier", []) + extra)
+    if existing.get("link"):
+        out["link"] = existing["link"]
+        if any(link.get("type") == "replaced-by" for link in existing["link"]):
+            out["active"] = False
+    return out
+
+
+class Receiver:
+    """Applies inbound HL7 v2 messages to the store; one instance per listener."""
+
+    def __init__(self, store, inbox: Inbox):
+        self.store = store
+        self.inbox = inbox
+        # Written before it is applied, fsync'd before an AE/AR is sent. An AA needs no fsync of the raw
+        # copy: the store has committed the message durably before the AA leaves, and a message whose
+        # ACK never left is sent again by its sender (HL7 original mode), so no accepted message is lost.
+        self._fast = Inbox(inbox.root, durable=False) if inbox is not None else None
+        self._lock = threading.Lock()  # one message at a time: feeds are ordered, SQLite has one writer
+
+    # ---- the MLLP handler
+    def handle(self, raw: bytes) -> bytes:
+        """Keep ``raw`` in the inbox, apply it, mark the item and return the ACK bytes."""
+        item = self._fast.put("hl7v2", raw, meta=sniff_meta(raw))
+        return self.process(item.id, raw)[0]
+
+    def process(self, item_id: str, raw: Optional[bytes] = None) -> tuple[bytes, Optional[Hl7Error]]:
+        """Apply an inbox item (again) and record its outcome; returns (ACK bytes, error or None)."""
+        raw = self.inbox.read(item_id) if raw is None else raw
+        with self._lock:
+            ack, inbound, err = acknowledge(raw, self.apply)
+        if err is None:
+            self._fast.mark(item_id, DONE, "", ack="AA")
+        else:
+            if self.inbox.durable:  # kept for replay: on disk before the sender hears AE/AR
+                self.inbox.put("hl7v2", raw, key=item_id.partition("/")[2], meta=sniff_meta(raw))
+            self.inbox.mark(item_id, FAILED, f"{err.ack_code} {err.code}: {err.reason}", ack=err.ack_code)
+            log.warning("HL7 inbox item %s answered %s: %s", item_id, err.ack_code, err.reason)
+        return encode_ack(ack, inbound), err
+
+    replay = process
+
+    # ---- dispatch
+    def route(self, inb: Inbound) -> Callable:
+        code, trigger = inb.message_code, inb.trigger
+        if code == "ADT":
+            if trigger in PATIENT_EVENTS:
+                return self.apply_patient
+            if trigger == "A40":
+                return self.apply_merge
+            raise MessageRejected(f"unsupported event ADT^{trigger[:8]}", UNSUPPORTED_EVENT_CODE, Location("MSH", 1, 9, 1, 2))
+        if (code, trigger) in ORDER_TYPES:
+            return self.apply_order
+        if code in dict(ORDER_TYPES):
+            raise MessageRejected(f"unsupported event {code}^{trigger[:8]}", UNSUPPORTED_EVENT_CODE, Location("MSH", 1, 9, 1, 2))
+        raise MessageRejected(f"unsupported message type {code[:8] or '(none)'}", UNSUPPORTED_MESSAGE_TYPE, Location("MSH", 1, 9, 1, 1))
+
+    def apply(self, inb: Inbound) -> None:
+        """Map and apply one message in one store transaction (raises Hl7Error for an AE/AR)."""
+        handler = self.route(inb)
+        try:
+            with self.store.transaction() as tx:
+                handler(tx, inb)
+        except Hl7Error:
+            raise
+        except Exception as exc:
+            code = STORE_REFUSALS.get(getattr(exc, "status", None))
+            if code is None:
+                raise  # not about the content: AE 207 in ack.acknowledge
+            # the store's own message may quote identifiers: the ACK and the log name only the kind of refusal
+            raise ContentError(f"store refused the message: {type(exc).__name__}", code, Location("PID", 1, 3)) from exc
+
+    # ---- handlers
+    def _apply_bundle(self, tx, bundle: dict) -> dict:
+        """Apply a mapped transaction; the Patient entry updates an existing Patient found by any identifier."""
+        entry = bundle["entry"][0]
+        patient = entry["resource"]
+        found = _search_all(tx, "Patient", [("identifier", _identifier_query(patient["identifier"]))])
+        if found:
+            target = next((p for p in found if p.get("active", True)), found[0])
+            entry["resource"] = _merged_patient(target, patient)
+            entry["request"] = {"method": "PUT", "url": f"Patient/{target['id']}"}
+            entry["resource"]["id"] = target["id"]
+            bundle["entry"][1:] = _rewrite_refs(bundle["entry"][1:], entry["fullUrl"], f"Patient/{target['id']}")
+        return tx.process_bundle(bundle)
+
+    def apply_patient(self, tx, inb: Inbound) -> None:
+        """ADT^A01/A04/A08/A28/A31: create or update the Patient (HL7 v2.5.1 §3.3)."""
+        self._apply_bundle(tx, patient_bundle(inb))
+
+    def apply_order(self, tx, inb: Inbound) -> None:
+        """ORM^O01 / OMI^O23: Patient and ServiceRequest(s) by accession number."""
+        self._apply_bundle(tx, order_bundle(inb))
+
+    def apply_merge(self, tx, inb: Inbound) -> None:
+        """ADT^A40 (HL7 v2.5.1 §3.3.40): re-point dose records to the surviving Patient, retire the prior one."""
+        prior = prior_identifiers(inb)
+        response = self._apply_bundle(tx, patient_bundle(inb))
+        survivor = _location_ref(response["entry"][0])
+        if not survivor:
+            raise ContentError("surviving patient not stored", UNKNOWN_KEY_IDENTIFIER, Location("PID", 1, 3, 1, 1))
+        olds = [p for p in _search_all(tx, "Patient", [("identifier", _identifier_query(prior))]) if f"Patient/{p['id']}" != survivor]
+        if not olds:
+            log.info("ADT^A40 %s: prior patient not known here, nothing to merge", inb.control_id)
+            return
+        for old in olds:
+            old_ref = f"Patient/{old['id']}"
+            for rtype in DOSE_RECORD_TYPES:
+                for res in _search_all(tx, rtype, [("patient", old_ref)]):
+                    tx.update(rtype, res["id"], _rewrite_refs(res, old_ref, survivor))
+            old = dict(old, active=False)
+            old["link"] = [link for link in old.get("link", []) if link.get("type") != "replaced-by"]
+            old["link"].append({"other": {"reference": survivor}, "type": "replaced-by"})
+            tx.update("Patient", old["id"], old)
+        kept = tx.read("Patient", survivor.split("/")[1])
+        links = kept.get("link", [])
+        for old in olds:
+            ref = f"Patient/{old['id']}"
+            if not any(link.get("other", {}).get("reference") == ref for link in links):
+                links.append({"other": {"reference": ref}, "type": "replaces"})
+        kept["link"] = links
+        tx.update("Patient", kept["id"], kept)
