@@ -39,6 +39,7 @@ class Outcome:
     item_id: str = ""
     study_uid: str = ""
     resources: list[str] = field(default_factory=list)  # "Type/id" written
+    report: Optional[DoseReport] = field(default=None, repr=False)  # the study's merged report, when one was written
 
 
 class Pipeline:
@@ -79,6 +80,8 @@ class Pipeline:
     def process(self, item_id: str) -> Outcome:
         """Map and store one inbox item; records the outcome on the item."""
         raw = self.inbox.read(item_id)
+        if item_id.startswith("hl7v2/"):
+            return self._process_hl7(item_id, raw)
         try:
             if raw.lstrip()[:1] in (b"{", b"["):
                 outcome = self.ingest_fhir(raw)
@@ -99,24 +102,30 @@ class Pipeline:
         return outcome
 
     def ingest_report(self, report: DoseReport) -> Outcome:
-        """Store a mapped report, merged with the reports already held for its study."""
+        """Store a mapped report, merged with the reports already held for its study.
+
+        Each object's own report is kept; the study's FHIR resources are rebuilt from
+        the merge of all of them, so arrival order does not matter and the same
+        object twice is a duplicate that writes nothing.
+        """
         from .aggregate import merge_reports
         from .mappers import report_json
         from .mappers.fhir import to_bundle
 
+        mine = report_json.dump(report)
         with self.store.transaction() as tx:
-            earlier = [report_json.load(d) for d in tx.dose_reports_for_study(report.study.instance_uid)]
-            sources = {s for r in earlier for s in (r.source_instances or (r.sop_instance_uid,))}
-            mine = set(report.source_instances or (report.sop_instance_uid,))
-            if mine <= sources and any(report_json.dump(r) == report_json.dump(report) for r in earlier):
+            kept = tx.dose_reports_for_study(report.study.instance_uid)
+            if mine in kept:
                 return Outcome(DUPLICATE, study_uid=report.study.instance_uid)
+            earlier = [r for r in map(report_json.load, kept) if r.sop_instance_uid != report.sop_instance_uid]
             merged = self._merged_for(report, merge_reports(earlier + [report]))
             bundle = to_bundle(merged, conditional="update")
             response = tx.process_bundle(bundle)
             written = _written(bundle, response)
+            tx.keep_dose_report(report)
             tx.record_dose_report(merged, report, written)
-            status = UPDATED if earlier and any(r.kind == report.kind for r in earlier) else IMPORTED
-            outcome = Outcome(status, study_uid=report.study.instance_uid, resources=list(written))
+            status = UPDATED if any(r.kind == report.kind for r in earlier) else IMPORTED
+            outcome = Outcome(status, study_uid=report.study.instance_uid, resources=sorted(set(written.values())), report=merged)
         self.after_commit(outcome)
         return outcome
 
@@ -149,14 +158,39 @@ class Pipeline:
         self.after_commit(outcome)
         return outcome
 
+    def _process_hl7(self, item_id: str, raw: bytes) -> Outcome:
+        """An HL7 v2 message (replay of an AE/AR one): applied by the HL7 receiver, which marks the item."""
+        from .hl7v2.receiver import Receiver
+
+        _ack, err = Receiver(self.store, self.inbox).process(item_id, raw)
+        if err is not None:
+            return Outcome(REJECTED, reason=f"{err.ack_code} {err.code}: {err.reason}", item_id=item_id)
+        return Outcome(IMPORTED, item_id=item_id)
+
     def after_commit(self, outcome: Outcome) -> None:
-        """Hand a committed change to the rules stage (failures are logged, never undo the write)."""
+        """Hand a committed change to delivery and the rules stage (failures are logged, never undo the write)."""
         from . import rules
 
+        if outcome.report is not None and self.settings.destinations:
+            self._deliver(outcome)
         try:
             rules.after_commit(outcome)
         except Exception:
             log.exception("rules stage failed for %s", outcome.item_id or outcome.study_uid)
+
+    def _deliver(self, outcome: Outcome) -> None:
+        """Queue the new or corrected dose summary for every destination (HL7 v2 ORU^R01, FHIR)."""
+        import hashlib
+
+        from . import delivery
+        from .mappers import report_json
+
+        digest = hashlib.sha256(json.dumps(report_json.dump(outcome.report), sort_keys=True).encode()).hexdigest()[:32]
+        try:
+            delivery.enqueue_report(self.settings, outcome.report, corrected=outcome.status == UPDATED,
+                                    key=f"{outcome.study_uid}:{outcome.report.kind}:{digest}")
+        except Exception:
+            log.exception("queueing dose results for delivery failed (study kept; replay to resend)")
 
     def replay(self, item_id: str) -> Outcome:
         """Process an inbox item again (after a fix)."""

@@ -85,6 +85,11 @@ def process_inbox_item(self, item_id: str) -> str:
         raise self.retry(exc=exc)
 
 
+def register_task_modules() -> None:
+    """Import the modules that define tasks so a worker knows every task name."""
+    from .delivery import pump  # noqa: F401  (dacs_fhir.deliver_destination)
+
+
 def _local_executor() -> ThreadPoolExecutor:
     global _executor
     with _lock:

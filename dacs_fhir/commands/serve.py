@@ -43,9 +43,16 @@ class Services:
         recovered = self.pipeline.recover_pending()
         if recovered:
             log.info("re-enqueued %d pending inbox items", recovered)
+        if s.destinations:
+            from .. import delivery
+
+            delivery.resume(s)
         return self
 
     def stop(self) -> None:
+        from .. import delivery
+
+        delivery.stop_local_pumps()
         for name, handle in reversed(list(self.handles.items())):
             try:
                 handle.stop()

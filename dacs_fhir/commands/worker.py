@@ -13,6 +13,7 @@ def run(args) -> int:
         print("worker: DACS_BROKER_URL is not set (without a broker, tasks run inside 'serve')", file=sys.stderr)
         return 2
     tasks.configure(settings)
+    tasks.register_task_modules()
     recovered = tasks.current_pipeline().recover_pending()
     if recovered:
         print(f"worker: re-enqueued {recovered} pending inbox items", file=sys.stderr)
