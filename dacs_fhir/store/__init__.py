@@ -1,0 +1,14 @@
+"""FHIR resource store: versioned resources, search index, transaction Bundles, dose analytics (issue 3).
+
+    store = Store(url); store.upgrade()
+    with store.transaction() as tx:
+        tx.create(resource); tx.read(rtype, rid); tx.search(rtype, params); tx.process_bundle(bundle)
+"""
+from . import errors
+from .searching import SearchResult
+from .searchparams import PARAMS as SEARCH_PARAMETERS
+from .store import Store
+from .transaction import History, HistoryEntry, Outcome, Transaction
+
+__all__ = ["Store", "Transaction", "Outcome", "History", "HistoryEntry", "SearchResult", "SEARCH_PARAMETERS",
+           "errors"]

@@ -1,0 +1,358 @@
+"""One database transaction over the store: versioned writes with their search index, reads,
+history and search (FHIR R4 http.html)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+from urllib.parse import parse_qsl
+
+from sqlalchemy import bindparam, delete, false, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from . import dates, errors, searchparams, validation
+from .models import INDEX_TABLES, resource as R, resource_version as V
+
+
+@dataclass
+class Outcome:
+    resource: dict
+    status: str  # created | updated | existing
+    changed: bool = True  # False when an update carried the same content (no new version)
+
+
+@dataclass
+class HistoryEntry:
+    resource: Optional[dict]
+    method: str  # create | update | delete
+    versionId: str
+    lastUpdated: str
+    rtype: str
+    rid: str
+
+
+@dataclass
+class History:
+    total: int
+    entries: list[HistoryEntry]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> datetime:
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)  # meta.lastUpdated has ms precision
+
+
+def _dump(resource: dict) -> str:
+    return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+
+
+def _without_meta_versioning(resource: dict) -> dict:
+    out = dict(resource)
+    meta = {k: v for k, v in (out.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+    if meta:
+        out["meta"] = meta
+    else:
+        out.pop("meta", None)
+    return out
+
+
+def etag_version(value: Optional[str]) -> Optional[str]:
+    """``W/"3"`` or ``3`` -> ``3``."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+class Transaction:
+    """The store interface of one transaction (see ``Store.transaction()``)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.postgres = conn.dialect.name == "postgresql"
+        # version and index rows are inserted in batches (one statement per table), before any
+        # query that reads them and before commit: a bundle costs a few round trips, not dozens
+        self._versions: list[dict] = []
+        self._index: dict[str, list[dict]] = {}
+        self._stale: set[int] = set()  # resources whose stored index rows are to be deleted
+        self._locked: set[int] = set()
+        self._last: Optional[datetime] = None
+
+    def _clock(self) -> datetime:
+        """Version timestamps, strictly increasing within the transaction (history order)."""
+        now = _now()
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(milliseconds=1)
+        self._last = now
+        return now
+
+    def discard(self) -> None:
+        """Forget pending rows (their writes were rolled back to a savepoint)."""
+        self._versions.clear()
+        self._index.clear()
+        self._stale.clear()
+
+    def flush(self) -> None:
+        """Delete stale index rows, insert the pending version and index rows."""
+        if self._stale:
+            stale, self._stale = sorted(self._stale), set()
+            for table in INDEX_TABLES.values():
+                self.conn.execute(delete(table).where(table.c.res_pk.in_(stale)))
+        if self._versions:
+            rows, self._versions = self._versions, []
+            self._insert(V, rows)
+        pending, self._index = self._index, {}
+        for kind, rows in pending.items():
+            self._insert(INDEX_TABLES[kind], rows)
+
+    def _insert(self, table, rows: list[dict]) -> None:
+        """executemany: pipelined by psycopg, native in sqlite3; the statement compiles once."""
+        if rows:
+            keys = list(table.c.keys())
+            self.conn.execute(insert(table), [{k: r.get(k) for k in keys} for r in rows])
+
+    # ---- reads
+    def _row(self, rtype: str, rid: str, lock: bool = False):
+        stmt = _ROW_FOR_UPDATE if lock and self.postgres else _ROW
+        return self.conn.execute(stmt, {"rtype": rtype, "rid": rid}).first()
+
+    def read(self, rtype: str, rid: str) -> dict:
+        """The current version; NotFound (404) or Gone (410, deleted)."""
+        row = self._row(rtype, rid)
+        if row is None:
+            raise errors.NotFound(f"{rtype}/{rid} is not known")
+        if row.deleted:
+            raise errors.Gone(f"{rtype}/{rid} was deleted")
+        return json.loads(row.content)
+
+    def vread(self, rtype: str, rid: str, vid) -> dict:
+        """One version; Gone when that version is a delete."""
+        self.flush()
+        row = self.conn.execute(
+            select(V.c.content).where(V.c.rtype == rtype, V.c.rid == rid, V.c.version == _int(vid))
+        ).first()
+        if row is None:
+            raise errors.NotFound(f"{rtype}/{rid} has no version {vid}")
+        if row.content is None:
+            raise errors.Gone(f"{rtype}/{rid} version {vid} is a delete")
+        return json.loads(row.content)
+
+    # ---- writes
+    def create(self, resource: dict, if_none_exist: Optional[str] = None, rid: Optional[str] = None) -> Outcome:
+        """Create with a server id (``rid`` is for transaction entries whose id was assigned early)."""
+        rtype = validation.resource_type(resource)
+        if if_none_exist:
+            found = self.match(rtype, if_none_exist)
+            if len(found) > 1:
+                raise errors.PreconditionFailed(f"If-None-Exist matches {len(found)} {rtype} resources")
+            if found:
+                return Outcome(self.read(rtype, found[0]), "existing", changed=False)
+        validation.validate(resource)
+        return self._write(rtype, rid or new_id(), resource, None, "create")
+
+    def update(self, rtype: str, rid: str, resource: dict, if_match: Optional[str] = None) -> Outcome:
+        """Update, or create with the client's id; VersionConflict when ``if_match`` is not current."""
+        if validation.resource_type(resource) != rtype:
+            raise errors.InvalidResource(f"resourceType {resource['resourceType']} does not match {rtype}", "resourceType")
+        current = self._row(rtype, rid, lock=True)
+        wanted = etag_version(if_match)
+        if wanted is not None and (current is None or current.deleted or str(current.version) != wanted):
+            have = "none" if current is None or current.deleted else current.version
+            raise errors.VersionConflict(f"{rtype}/{rid}: If-Match version {wanted}, current version {have}")
+        resource = {**resource, "id": rid}
+        if current is not None and not current.deleted:
+            old = json.loads(current.content)
+            if _without_meta_versioning(old) == _without_meta_versioning(resource):
+                return Outcome(old, "updated", changed=False)  # stored content was validated already
+            validation.validate(resource)
+            return self._write(rtype, rid, resource, current, "update")
+        validation.validate(resource)
+        return self._write(rtype, rid, resource, current, "create" if current is None else "update", "created")
+
+    def conditional_update(self, rtype: str, query: str, resource: dict) -> Outcome:
+        """PUT [type]?query: no match creates, one match updates, more is PreconditionFailed (412)."""
+        found = self.match(rtype, query)
+        if len(found) > 1:
+            raise errors.PreconditionFailed(f"conditional update matches {len(found)} {rtype} resources")
+        if found:
+            if resource.get("id") not in (None, found[0]):
+                raise errors.InvalidResource(f"{rtype}.id {resource['id']!r} differs from the matched resource", f"{rtype}.id")
+            return self.update(rtype, found[0], resource)
+        rid = resource.get("id") or new_id()
+        if resource.get("id") and self._row(rtype, rid) is not None:
+            raise errors.Conflict(f"{rtype}/{rid} exists but does not match {query}")
+        return self.update(rtype, rid, {**resource, "id": rid})
+
+    def delete(self, rtype: str, rid: str) -> None:
+        """Delete as a tombstone version; deleting a deleted resource changes nothing."""
+        validation.model_class(rtype)
+        current = self._row(rtype, rid, lock=True)
+        if current is None:
+            raise errors.NotFound(f"{rtype}/{rid} is not known")
+        if current.deleted:
+            return
+        now, version = self._clock(), current.version + 1
+        self._drop_index(current.pk)
+        self.conn.execute(update(R).where(R.c.pk == current.pk).values(
+            version=version, last_updated=now, deleted=True, content=None))
+        self._versions.append(dict(res_pk=current.pk, version=version, rtype=rtype, rid=rid,
+                                   last_updated=now, method="delete", content=None))
+
+    def _write(self, rtype, rid, resource, current, method, status=None) -> Outcome:
+        now = self._clock()
+        version = current.version + 1 if current is not None else 1
+        meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": dates.instant(now)}
+        body = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
+        stored = {"resourceType": rtype, "id": rid, "meta": meta, **body}
+        content = _dump(stored)
+        if current is None:
+            pk = self.conn.execute(_INSERT, dict(rtype=rtype, rid=rid, version=version, last_updated=now,
+                                                 deleted=False, content=content)).scalar_one()
+        else:
+            pk = current.pk
+            if not current.deleted:
+                self._drop_index(pk)
+            self.conn.execute(_UPDATE, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
+        self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
+                                   method=method, content=content))
+        for kind, rows in searchparams.extract(rtype, stored).items():
+            self._index.setdefault(kind, []).extend({"res_pk": pk, "rtype": rtype, **r} for r in rows)
+        return Outcome(stored, status or ("created" if method == "create" else "updated"))
+
+    def _drop_index(self, pk: int) -> None:
+        for kind, rows in self._index.items():
+            self._index[kind] = [r for r in rows if r["res_pk"] != pk]
+        self._stale.add(pk)
+
+    # ---- conditional interactions
+    def match(self, rtype: str, query: str, limit: int = 2) -> list[str]:
+        """Ids of current resources matching a query string (``identifier=sys|val&…``), at most ``limit``."""
+        from .query import compile_query
+
+        params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        if not params:
+            raise errors.InvalidSearch("a conditional interaction needs search parameters")
+        self.lock_criteria([(rtype, query)])
+        self.flush()
+        token = _single_token(rtype, params)
+        if token is not None:  # the usual identifier=system|value: one prepared statement
+            return list(self.conn.execute(_TOKEN_MATCH, {"rtype": rtype, "param": params[0][0], "system": token[0],
+                                                         "code": token[1], "limit": limit}).scalars())
+        q = compile_query(rtype, params, strict=True)
+        return list(self.conn.execute(select(R.c.rid).where(*q.conditions).limit(limit)).scalars())
+
+    def lock_criteria(self, criteria: list[tuple[str, str]]) -> None:
+        """PostgreSQL: serialise concurrent conditional writes on the same criteria (advisory locks,
+        taken in one statement and in key order so two transactions cannot deadlock on them)."""
+        if not self.postgres:
+            return
+        keys = sorted({int.from_bytes(hashlib.sha1(f"{t}?{q}".encode()).digest()[:8], "big", signed=True)
+                       for t, q in criteria} - self._locked)
+        if keys:
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                              {"keys": keys})
+            self._locked.update(keys)
+
+    # ---- history and search
+    def history(self, rtype: Optional[str] = None, rid: Optional[str] = None, since=None,
+                count: int = 50, offset: int = 0) -> History:
+        """Versions newest first (instance, type or system history)."""
+        self.flush()
+        where = []
+        if rtype:
+            where.append(V.c.rtype == rtype)
+        if rid:
+            where.append(V.c.rid == rid)
+            if self._row(rtype, rid) is None:
+                raise errors.NotFound(f"{rtype}/{rid} is not known")
+        if since:
+            try:
+                where.append(V.c.last_updated >= (since if isinstance(since, datetime) else dates.parse_range(since)[0]))
+            except ValueError:
+                raise errors.InvalidSearch(f"_since must be an instant, not {since!r}") from None
+        total = self.conn.execute(select(func.count()).select_from(V).where(*where)).scalar_one()
+        rows = self.conn.execute(
+            select(V).where(*where).order_by(V.c.last_updated.desc(), V.c.version.desc()).limit(count).offset(offset)
+        ).all()
+        entries = [HistoryEntry(json.loads(r.content) if r.content else None, r.method, str(r.version),
+                                dates.instant(r.last_updated), r.rtype, r.rid) for r in rows]
+        return History(total, entries)
+
+    def search(self, rtype: str, params: list[tuple[str, str]], count: int = 50, offset: int = 0,
+               strict: bool = False):
+        """Search (FHIR R4 search.html); returns a SearchResult."""
+        from .searching import run_search
+
+        validation.model_class(rtype)
+        self.flush()
+        return run_search(self.conn, rtype, params, count, offset, strict)
+
+    def process_bundle(self, bundle: dict) -> dict:
+        """A transaction or batch Bundle; the response Bundle (FHIR R4 http.html#transaction)."""
+        from .bundles import BundleProcessor
+
+        return BundleProcessor(self).process(bundle)
+
+    # ---- dose analytics
+    def record_dose_report(self, report, summary=None, events=None) -> None:
+        """Dose analytics rows of a (merged) report, in this transaction."""
+        from .dose import record
+
+        self.flush()
+        record(self.conn, report, summary, events)
+
+    def dose_reports_for_study(self, study_uid: str) -> list[dict]:
+        """The kept domain reports (``report_json.dump`` form) of a study, oldest first."""
+        from .dose import reports_for_study
+
+        return reports_for_study(self.conn, study_uid)
+
+    def keep_dose_report(self, report) -> None:
+        """Keep one domain report of a study so later objects can be merged with it."""
+        from .dose import keep_report
+
+        keep_report(self.conn, report)
+
+
+# hot statements built once (SQLAlchemy caches their compiled form; psycopg prepares them)
+_ROW = (select(R.c.pk, R.c.version, R.c.deleted, R.c.content)
+        .where(R.c.rtype == bindparam("rtype"), R.c.rid == bindparam("rid")))
+_ROW_FOR_UPDATE = _ROW.with_for_update()
+_INSERT = insert(R).returning(R.c.pk)
+_UPDATE = update(R).where(R.c.pk == bindparam("key"))
+_T = INDEX_TABLES["token"]
+_TOKEN_MATCH = (
+    select(R.c.rid)
+    .where(R.c.rtype == bindparam("rtype"), R.c.deleted == false(),
+           R.c.pk.in_(select(_T.c.res_pk).where(_T.c.rtype == bindparam("rtype"), _T.c.param == bindparam("param"),
+                                                _T.c.code == bindparam("code"), _T.c.system == bindparam("system"))))
+    .limit(bindparam("limit"))
+)
+
+
+def _single_token(rtype: str, params: list[tuple[str, str]]) -> Optional[tuple[str, str]]:
+    """(system, code) when the query is one ``token=system|code`` parameter without escapes or modifiers."""
+    if len(params) != 1:
+        return None
+    name, value = params[0]
+    p = searchparams.param(rtype, name)
+    if p is None or p.type != "token" or "\\" in value or "," in value or value.count("|") != 1:
+        return None
+    system, code = value.split("|")
+    return (system, code) if system and code else None
+
+
+def _int(vid) -> int:
+    try:
+        return int(str(vid))
+    except ValueError:
+        raise errors.NotFound(f"no version {vid!r}") from None

@@ -1,0 +1,126 @@
+"""The store on PostgreSQL (runs when DACS_DATABASE_URL is a postgresql URL); one schema per test run."""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from dacs_fhir.store import Store, errors
+
+URL = os.environ.get("DACS_DATABASE_URL", "")
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(not URL.startswith("postgresql"), reason="DACS_DATABASE_URL is not a PostgreSQL URL")]
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+
+
+@pytest.fixture(scope="module")
+def store():
+    schema = f"test_store_{uuid.uuid4().hex[:12]}"
+    admin = Store(URL)
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    s = Store(URL, schema=schema)
+    s.upgrade()
+    yield s
+    s.dispose()
+    with admin.engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def test_tables_live_in_the_run_schema(store):
+    with store.engine.connect() as conn:
+        schema = conn.execute(text("SELECT current_schema()")).scalar()
+        tables = set(conn.execute(text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}).scalars())
+    assert schema.startswith("test_store_")
+    assert {"resource", "resource_version", "idx_token", "idx_code_quantity", "dose_study", "alembic_version"} <= tables
+
+
+def test_versions_and_history(store):
+    with store.transaction() as tx:
+        rid = tx.create({"resourceType": "Device", "manufacturer": "ACME"}).resource["id"]
+    with store.transaction() as tx:
+        tx.update("Device", rid, {"resourceType": "Device", "id": rid, "manufacturer": "ACME Medical"}, if_match="1")
+        tx.delete("Device", rid)
+    with store.transaction() as tx:
+        assert [e.method for e in tx.history("Device", rid).entries] == ["delete", "update", "create"]
+        assert tx.vread("Device", rid, "2")["manufacturer"] == "ACME Medical"
+        with pytest.raises(errors.Gone):
+            tx.read("Device", rid)
+
+
+def test_transaction_bundle_and_searches(store):
+    mrn = uuid.uuid4().hex
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:5f0d8c5e-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}],
+                      "name": [{"family": "Ångström"}]},
+         "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn:mrn|{mrn}"}},
+        {"resource": {"resourceType": "Observation", "status": "final",
+                      "code": {"coding": [{"system": "http://loinc.org", "code": "73569-6"}]},
+                      "subject": {"reference": "urn:uuid:5f0d8c5e-0000-4000-8000-000000000001"},
+                      "effectiveDateTime": "2024-06-30T23:30:00-02:00",
+                      "component": [{"code": {"coding": [{"system": DCM, "code": "113813"}]},
+                                     "valueQuantity": {"value": 777, "unit": "mGy.cm", "system": "http://unitsofmeasure.org",
+                                                       "code": "mGy.cm"}}]},
+         "request": {"method": "POST", "url": "Observation"}}]}
+    with store.transaction() as tx:
+        resp = tx.process_bundle(bundle)
+    pid = resp["entry"][0]["response"]["location"].split("/")[1]
+    with store.transaction() as tx:
+        assert tx.search("Patient", [("family", "angstrom")]).total == 1
+        by_patient = tx.search("Observation", [("patient", pid), ("date", "2024-07-01"), ("_include", "Observation:patient"),
+                                               ("combo-code-value-quantity", f"{DCM}|113813$gt776")])
+        assert by_patient.total == 1 and by_patient.included[0]["id"] == pid
+        assert tx.search("Observation", [("patient", pid), ("date", "2024-06-30")]).total == 0  # 01:30 UTC on 1 July
+        assert tx.search("Observation", [("patient", pid), ("_sort", "-date")]).total == 1
+
+
+def test_concurrent_conditional_creates_make_one_resource(store):
+    mrn = uuid.uuid4().hex
+    barrier = threading.Barrier(4)
+    failures = []
+
+    def create():
+        try:
+            barrier.wait()
+            with store.transaction() as tx:
+                tx.create({"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}]},
+                          if_none_exist=f"identifier=urn:mrn|{mrn}")
+        except Exception as exc:  # collected: assertions in threads would be lost
+            failures.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert failures == []
+    with store.transaction() as tx:
+        assert tx.search("Patient", [("identifier", f"urn:mrn|{mrn}")]).total == 1
+
+
+def test_dose_report_rows(store):
+    from datetime import datetime
+
+    from dacs_fhir import domain as d
+
+    study = f"2.25.{uuid.uuid4().int}"
+    report = d.DoseReport(
+        sop_instance_uid=f"{study}.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.67", kind=d.CT, source=d.SOURCE_RDSR,
+        study=d.Study(study, started=datetime(2024, 1, 2, 3, 4)), patient=d.Patient(id="X1"),
+        events=(d.IrradiationEvent(uid=f"{study}.9", kind="CT", measurements=(
+            d.Measurement(d.Concept("DCM", "113838"), d.Quantity(321.0, "mGy.cm")),)),),
+        accumulated=(d.AccumulatedDose(measurements=(
+            d.Measurement(d.Concept("DCM", "113813"), d.Quantity(321.0, "mGy.cm")),)),))
+    with store.transaction() as tx:
+        tx.record_dose_report(report)
+    with store.engine.connect() as conn:
+        dlp = conn.execute(text("SELECT value FROM dose_total WHERE study_uid = :s AND code = '113813'"), {"s": study}).scalar()
+        events = conn.execute(text("SELECT dlp FROM irradiation_event WHERE study_uid = :s"), {"s": study}).scalars().all()
+    assert dlp == 321.0 and events == [321.0]
+    with store.transaction() as tx:
+        assert len(tx.dose_reports_for_study(study)) == 1

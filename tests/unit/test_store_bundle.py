@@ -1,0 +1,162 @@
+"""Store: transaction and batch Bundles (FHIR R4 http.html#transaction), incl. the RDS IG sample bundle."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from dacs_fhir.store import Store, errors
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+RDS_SAMPLE = CORPUS / "fhir" / "rds-ig-bundle-sample.json"
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+def entry(method, url, resource=None, full_url=None, **request):
+    e = {"request": {"method": method, "url": url, **request}}
+    if resource is not None:
+        e["resource"] = resource
+    if full_url:
+        e["fullUrl"] = full_url
+    return e
+
+
+def bundle(kind, *entries):
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+PAT = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "77"}], "name": [{"family": "Roentgen"}]}
+
+
+def obs(subject_ref: str, code: str = "73569-6") -> dict:
+    return {"resourceType": "Observation", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": subject_ref}, "focus": [{"reference": subject_ref}]}
+
+
+def location_id(response_entry) -> str:
+    return response_entry["response"]["location"].split("/")[1]
+
+
+def test_transaction_resolves_urn_uuid_references_everywhere(store):
+    b = bundle("transaction",
+               entry("POST", "Observation", obs("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a")),
+               entry("POST", "Patient", PAT, "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"))
+    with store.transaction() as tx:
+        resp = tx.process_bundle(b)
+    assert resp["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in resp["entry"]] == ["201 Created", "201 Created"]
+    pid = location_id(resp["entry"][1])
+    with store.transaction() as tx:
+        o = tx.read("Observation", location_id(resp["entry"][0]))
+        assert o["subject"]["reference"] == o["focus"][0]["reference"] == f"Patient/{pid}"
+        assert tx.search("Observation", [("patient", pid)]).total == 1
+
+
+def test_transaction_is_all_or_nothing(store):
+    bad = bundle("transaction", entry("POST", "Patient", PAT),
+                 entry("POST", "Observation", {"resourceType": "Observation", "code": {}}))
+    with pytest.raises(errors.InvalidResource) as err:
+        with store.transaction() as tx:
+            tx.process_bundle(bad)
+    assert "Bundle.entry[1]" in str(err.value) and err.value.path == "Observation.status"
+    with store.transaction() as tx:
+        assert tx.search("Patient", []).total == 0
+
+
+def test_transaction_order_and_conditionals(store):
+    with store.transaction() as tx:
+        old = tx.create({"resourceType": "Patient", "name": [{"family": "Old"}]}).resource["id"]
+        existing = tx.create(PAT).resource["id"]
+    b = bundle("transaction",
+               entry("GET", f"Patient?_id={old}"),
+               entry("POST", "Patient", PAT, "urn:uuid:0b5ba8a8-5a3f-4a47-9b0a-1a8c7a4e1a01", ifNoneExist="identifier=urn:mrn|77"),
+               entry("PUT", "Observation?identifier=urn:x|1",
+                     {**obs("Patient?identifier=urn:mrn|77"), "identifier": [{"system": "urn:x", "value": "1"}]}),
+               entry("DELETE", f"Patient/{old}"))
+    with store.transaction() as tx:
+        resp = tx.process_bundle(b)
+    statuses = [e["response"]["status"] for e in resp["entry"]]
+    assert statuses == ["200 OK", "200 OK", "201 Created", "204 No Content"]
+    assert resp["entry"][0]["resource"]["total"] == 0  # GET runs after the DELETE
+    assert location_id(resp["entry"][1]) == existing  # ifNoneExist found it
+    with store.transaction() as tx:
+        o = tx.read("Observation", location_id(resp["entry"][2]))
+    assert o["subject"]["reference"] == f"Patient/{existing}"  # conditional reference resolved
+    with store.transaction() as tx:  # the same conditional PUT again is an update of that resource
+        again = tx.process_bundle(bundle("transaction", entry(
+            "PUT", "Observation?identifier=urn:x|1",
+            {**obs(f"Patient/{existing}", "113819"), "identifier": [{"system": "urn:x", "value": "1"}]})))
+    assert location_id(again["entry"][0]) == o["id"]
+    assert again["entry"][0]["response"]["etag"] == 'W/"2"'
+
+
+def test_conditional_reference_without_match_fails(store):
+    b = bundle("transaction", entry("POST", "Observation", obs("Patient?identifier=urn:mrn|404")))
+    with store.transaction() as tx, pytest.raises(errors.PreconditionFailed):
+        tx.process_bundle(b)
+
+
+def test_if_match_in_a_transaction(store):
+    with store.transaction() as tx:
+        pid = tx.create(PAT).resource["id"]
+    stale = bundle("transaction", entry("PUT", f"Patient/{pid}", {**PAT, "id": pid, "gender": "male"}, ifMatch='W/"2"'))
+    with pytest.raises(errors.VersionConflict):
+        with store.transaction() as tx:
+            tx.process_bundle(stale)
+    ok = copy.deepcopy(stale)
+    ok["entry"][0]["request"]["ifMatch"] = 'W/"1"'
+    with store.transaction() as tx:
+        resp = tx.process_bundle(ok)
+    assert resp["entry"][0]["response"]["location"] == f"Patient/{pid}/_history/2"
+
+
+def test_batch_entries_are_independent(store):
+    b = bundle("batch",
+               entry("POST", "Patient", PAT),
+               entry("POST", "Observation", {"resourceType": "Observation", "code": {}}),
+               entry("GET", "Patient/nope"),
+               entry("POST", "Patient", {**PAT, "identifier": [{"system": "urn:mrn", "value": "78"}]}))
+    with store.transaction() as tx:
+        resp = tx.process_bundle(b)
+    assert resp["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in resp["entry"]]
+    assert statuses == ["201 Created", "422 Unprocessable Entity", "404 Not Found", "201 Created"]
+    assert resp["entry"][1]["response"]["outcome"]["issue"][0]["expression"] == ["Observation.status"]
+    with store.transaction() as tx:
+        assert tx.search("Patient", []).total == 2
+
+
+def test_not_a_transaction(store):
+    with store.transaction() as tx, pytest.raises(errors.InvalidResource):
+        tx.process_bundle({"resourceType": "Bundle", "type": "collection"})
+
+
+@pytest.mark.corpus
+def test_rds_ig_sample_bundle(store):
+    if not RDS_SAMPLE.is_file():
+        pytest.skip(f"corpus not found at {RDS_SAMPLE}")
+    sample = json.loads(RDS_SAMPLE.read_text())
+    with store.transaction() as tx:
+        resp = tx.process_bundle(sample)
+    assert all(e["response"]["status"] == "201 Created" for e in resp["entry"])
+    src = next(e["resource"] for e in sample["entry"] if e["resource"]["resourceType"] == "Observation")
+    dap = next(c["valueQuantity"]["value"] for c in src["component"] if c["code"]["coding"][0]["code"] == "113722")
+    with store.transaction() as tx:
+        summary = tx.search("Observation", [("code", "http://loinc.org|73569-6"), ("_include", "Observation:patient"),
+                                            ("_include", "Observation:device"), ("_include", "Observation:part-of")])
+        above = tx.search("Observation", [("combo-code-value-quantity", f"113722$gt{dap - 1}")]).total
+        below = tx.search("Observation", [("combo-code-value-quantity", f"113722$gt{dap}")]).total
+    assert summary.total == 1 and above == 1 and below == 0
+    assert sorted(r["resourceType"] for r in summary.included) == ["Device", "ImagingStudy", "Patient"]
+    obs_ = summary.resources[0]
+    assert all(not ref["reference"].startswith("urn:uuid:")
+               for ref in [obs_["subject"], obs_["device"], *obs_["partOf"]])
