@@ -8,8 +8,11 @@ Layout under ``DATA_DIR/inbox``::
 ``kind`` is the channel (``dicom``, ``hl7v2``, ``fhir``, ``file``); ``key`` is the
 SHA-256 of the bytes unless the caller gives one (the DICOM SCP keys by SOP
 Instance UID so that a re-sent object overwrites nothing and is found again).
-Writes go to a temporary file that is fsync'd and renamed, then the directory is
-fsync'd: once :meth:`Inbox.put` returns, the object survives a crash.
+The raw bytes go to a temporary file that is fsync'd and renamed, then the
+directory is fsync'd: once :meth:`Inbox.put` returns, the object survives a
+crash. The state file is written without fsync: a raw file whose state was lost
+counts as pending, and a lost "done" mark only means the object is processed
+again, which the pipeline treats as a duplicate.
 """
 from __future__ import annotations
 
@@ -136,13 +139,18 @@ class Inbox:
             return None
 
     def _write_state(self, path: Path, item: InboxItem) -> None:
-        _atomic_write(path, json.dumps(asdict(item), sort_keys=True).encode(), self.durable)
+        _atomic_write(path, json.dumps(asdict(item), sort_keys=True).encode(), durable=False)
 
     def get(self, item_id: str) -> InboxItem:
         kind, _, key = item_id.partition("/")
-        item = self._read_state(self._paths(kind, key)[1])
+        raw, state = self._paths(kind, key)
+        item = self._read_state(state)
         if item is None:
-            raise KeyError(item_id)
+            if not raw.exists():
+                raise KeyError(item_id)
+            # kept durably, but the (unsynced) state file was lost in a crash: still to do
+            stat = raw.stat()
+            item = InboxItem(kind=kind, key=key, received=stat.st_mtime, updated=stat.st_mtime, size=stat.st_size)
         return item
 
     def read(self, item_id: str) -> bytes:
@@ -170,7 +178,7 @@ class Inbox:
     def list(self, status: Optional[str] = None, kind: Optional[str] = None) -> Iterator[InboxItem]:
         kinds = [kind] if kind else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.exists() else []
         for k in kinds:
-            for state in sorted((self.root / k).glob("*/*.state.json")):
-                item = self._read_state(state)
-                if item is not None and (status is None or item.status == status):
+            for raw in sorted((self.root / k).glob("*/*.raw")):
+                item = self.get(f"{k}/{raw.name[:-4]}")
+                if status is None or item.status == status:
                     yield item

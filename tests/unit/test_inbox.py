@@ -54,3 +54,14 @@ def test_write_failure_on_unwritable_path(tmp_path):
     blocker.write_bytes(b"")
     with pytest.raises(InboxError):
         Inbox(blocker).put("dicom", b"x", key="1")  # root is a file, not a folder
+
+
+def test_raw_object_whose_state_was_lost_counts_as_pending(tmp_path):
+    inbox = Inbox(tmp_path)
+    item = inbox.put("dicom", b"payload", key="1.2.3")
+    inbox.mark(item.id, DONE)
+    state = tmp_path / "dicom" / item.key[:2] / f"{item.key}.state.json"
+    state.unlink()  # a crash before the unsynced state reached the disk
+    again = inbox.get(item.id)
+    assert again.status == PENDING and again.size == 7
+    assert [i.id for i in inbox.list(status=PENDING)] == [item.id]
