@@ -1,35 +1,25 @@
 """Profile validation: resources checked against the StructureDefinitions in ``profiles/``.
 
-The differentials are compiled once into a tree of element rules (cardinality,
-fixed / pattern values, choice types, reference targets, required bindings to the
-value sets shipped beside them, slicing by pattern / value / reference type), then
-checked on plain resource dicts. It covers what our profiles and the RDS IG 1.0.0
-profiles use, not the whole of FHIR profiling; the R4B models check the base
-resource structure. Paths in issues are FHIRPath-like
-(``Observation.component[3].valueQuantity``).
+The differentials are compiled once (:mod:`.profile_rules`) into a tree of element rules
+(cardinality, fixed / pattern values, choice types, reference targets, required bindings to the
+value sets shipped beside them, slicing by pattern / value / reference type), then checked here on
+plain resource dicts. It covers what our profiles and the RDS IG 1.0.0 profiles use, not the whole
+of FHIR profiling; the R4B models check the base resource structure. Paths in issues are
+FHIRPath-like (``Observation.component[3].valueQuantity``).
 """
 from __future__ import annotations
 
-import copy
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from .profile_rules import PRIMITIVE_CHECKS, Node, Profile, compile_profiles, constraint_at, matches, slice_keys, type_code, values_at
+
+__all__ = ["PROFILE_DIR", "Issue", "Node", "Profile", "Registry", "registry", "validate", "validate_bundle"]
+
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
-_CORE = "http://hl7.org/fhir/StructureDefinition/"
-_PRIMITIVE_CHECKS: dict[str, Callable[[object], bool]] = {
-    "string": lambda v: isinstance(v, str) and v != "",
-    "code": lambda v: isinstance(v, str) and v.strip() != "",
-    "uri": lambda v: isinstance(v, str) and " " not in v and v != "",
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "decimal": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "dateTime": lambda v: isinstance(v, str) and _DATETIME.match(v) is not None,
-}
-_DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,38 +33,6 @@ class Issue:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.path}: {self.message}"
-
-
-@dataclass(slots=True)
-class Node:
-    """Rules for one element (or one slice of it), and for its children."""
-
-    min: int = 0
-    max: Optional[int] = None  # None: unbounded
-    types: Optional[frozenset] = None  # allowed type codes of a choice / restricted element
-    targets: Optional[frozenset] = None  # allowed Reference target resource types
-    type_profiles: tuple = ()  # profiles an Extension item must also meet
-    fixed: object = None
-    pattern: object = None
-    binding: Optional[str] = None  # required value set URL
-    slicing: tuple = ()  # ((discriminator type, path), ...)
-    closed: bool = False
-    slices: dict = field(default_factory=dict)  # slice name -> Node
-    children: dict = field(default_factory=dict)  # element name -> Node
-    per_type: dict = field(default_factory=dict)  # choice type code -> Node (type slices)
-    index: Optional[dict] = None  # fast slice lookup: key -> slice name
-    index_path: str = ""
-    trivial: bool = False  # no rule on the item itself: only cardinality / slices
-    fast: Optional[tuple] = None  # (value[x] min, allowed types, per-type patterns) of a code-sliced component
-    required: tuple = ()  # names of slices with min > 0
-
-
-@dataclass(slots=True)
-class Profile:
-    url: str
-    type: str
-    base: Optional[str]
-    root: Node
 
 
 # ---------------------------------------------------------------------------- loading
@@ -92,9 +50,7 @@ class Registry:
     def __init__(self, definitions: dict, valuesets: dict):
         self.definitions = definitions
         self.valuesets = valuesets
-        self.profiles: dict[str, Profile] = {}
-        for url in definitions:
-            self._compile(url)
+        self.profiles: dict[str, Profile] = compile_profiles(definitions)
 
     @classmethod
     def load(cls, folder: Path) -> "Registry":
@@ -109,146 +65,12 @@ class Registry:
                 )
         return cls(definitions, valuesets)
 
-    def _compile(self, url: str) -> Profile:
-        if url in self.profiles:
-            return self.profiles[url]
-        sd = self.definitions[url]
-        base = sd.get("baseDefinition")
-        root = copy.deepcopy(self._compile(base).root) if base in self.definitions else Node(max=None)
-        for element in sd["differential"]["element"]:
-            _apply(root, element, sd["type"])
-        _index_slices(root)
-        profile = Profile(url, sd["type"], base if base in self.definitions else None, root)
-        self.profiles[url] = profile
-        return profile
-
     def ancestors(self, url: str) -> set[str]:
         out, cur = set(), self.profiles[url].base
         while cur:
             out.add(cur)
             cur = self.profiles[cur].base
         return out
-
-
-def _steps(element_id: str, rtype: str) -> list[tuple[str, Optional[str]]]:
-    parts = element_id.split(".")
-    if parts[0].split(":")[0] != rtype:
-        raise ValueError(f"element {element_id} is not on {rtype}")
-    out = []
-    for part in parts[1:]:
-        name, _, slice_name = part.partition(":")
-        out.append((name, slice_name or None))
-    return out
-
-
-def _apply(root: Node, element: dict, rtype: str) -> None:
-    node = root
-    for name, slice_name in _steps(element["id"], rtype):
-        child = node.children.setdefault(name, Node())
-        if slice_name and name.endswith("[x]") and slice_name.startswith(name[:-3]):
-            node = child.per_type.setdefault(_type_code(slice_name[len(name) - 3:]), Node())
-        elif slice_name:
-            node = child.slices.setdefault(slice_name, Node())
-        else:
-            node = child
-    if "min" in element:
-        node.min = element["min"]
-    if "max" in element:
-        node.max = None if element["max"] == "*" else int(element["max"])
-    if "type" in element:
-        node.types = frozenset(t["code"] for t in element["type"])
-        targets = [p.rsplit("/", 1)[1] for t in element["type"] for p in t.get("targetProfile", ())]
-        if targets:
-            node.targets = frozenset(_target_type(t) for t in targets)
-        node.type_profiles = tuple(p for t in element["type"] for p in t.get("profile", ()))
-    for key, value in element.items():
-        if key.startswith("fixed"):
-            node.fixed = value
-        elif key.startswith("pattern"):
-            node.pattern = value
-    binding = element.get("binding")
-    if binding and binding.get("strength") == "required":
-        node.binding = binding["valueSet"]
-    if "slicing" in element:
-        node.slicing = tuple((d["type"], d["path"]) for d in element["slicing"]["discriminator"])
-        node.closed = element["slicing"].get("rules") == "closed"
-
-
-_TARGETS = {"modality-device": "Device", "radiation-dose-summary": "Observation", "irradiation-event": "Observation",
-            "dose-summary": "Observation"}
-
-
-def _target_type(name: str) -> str:
-    return _TARGETS.get(name, name)
-
-
-@lru_cache(maxsize=None)
-def _type_code(suffix: str) -> str:
-    """``valueQuantity`` -> ``Quantity``; ``valueString`` -> ``string`` (primitive type codes are lower case)."""
-    lower = suffix[0].lower() + suffix[1:]
-    return lower if lower in _PRIMITIVE_CHECKS or lower in ("time", "date", "instant", "period") else suffix
-
-
-def _index_slices(node: Node) -> None:
-    """Build a (system, code) / value lookup when every slice is told apart by one pattern at one path."""
-    for child in (*node.children.values(), *node.slices.values(), *node.per_type.values()):
-        _index_slices(child)
-    node.index, node.index_path = None, ""  # a derived profile may have added slices to a copied base node
-    for snode in node.slices.values():
-        snode.fast = None
-    node.required = tuple(name for name, snode in node.slices.items() if snode.min)
-    node.trivial = not (node.children or node.type_profiles or node.types is not None or node.targets is not None
-                        or node.fixed is not None or node.pattern is not None or node.binding is not None)
-    if not node.slices or len(node.slicing) != 1 or node.slicing[0][0] not in ("pattern", "value"):
-        return
-    path = node.slicing[0][1]
-    index = {}
-    for name, snode in node.slices.items():
-        constraint = _constraint_at(snode, path)
-        keys = _keys(constraint)
-        if not keys:
-            return
-        for k in keys:
-            index.setdefault(k, name)
-    node.index, node.index_path = index, path
-    for snode in node.slices.values():
-        snode.fast = _fast_form(snode, path)
-
-
-def _fast_form(snode: Node, path: str) -> Optional[tuple]:
-    """A slice that only says "this code, a value of these types / patterns" is checked without the tree walk."""
-    value = snode.children.get("value[x]")
-    rest = set(snode.children) - {path, "value[x]"}
-    if rest or value is None or snode.slices or snode.type_profiles or snode.fixed is not None or snode.pattern is not None:
-        return None
-    if value.children or value.slices or value.binding or value.fixed is not None or value.pattern is not None:
-        return None
-    if any(not t.trivial and (t.children or t.binding or t.slices) for t in value.per_type.values()):
-        return None
-    return (value.min, value.types, {k: t.pattern for k, t in value.per_type.items() if t.pattern is not None},
-            {k: tuple(t.pattern.items()) for k, t in value.per_type.items()
-             if isinstance(t.pattern, dict) and not any(isinstance(v, (dict, list)) for v in t.pattern.values())})
-
-
-def _constraint_at(node: Node, path: str):
-    for step in path.split("."):
-        node = node.children.get(step)
-        if node is None:
-            return None
-    return node.fixed if node.fixed is not None else node.pattern
-
-
-def _keys(value) -> list:
-    """Index keys of a discriminating value: codings as (system, code), primitives as themselves."""
-    if isinstance(value, dict):
-        if "coding" in value:
-            return [(c.get("system"), c.get("code")) for c in value["coding"] if c.get("code")]
-        if "code" in value:
-            return [(value.get("system"), value.get("code"))]
-        return []
-    if isinstance(value, list):
-        return [k for v in value for k in _keys(v)]
-    return [value] if value is not None else []
 
 
 # ---------------------------------------------------------------------------- checking
@@ -277,7 +99,7 @@ class _Check:
                         self.error(f"{path}.{name}", f"minimum required = {child.min}, but only found 0")
                     continue
                 for key in keys:
-                    code = _type_code(key[len(stem):])
+                    code = type_code(key[len(stem):])
                     if child.max == 0:
                         self.error(f"{path}.{key}", "element is prohibited (max = 0)")
                         continue
@@ -320,13 +142,13 @@ class _Check:
     def item(self, node: Node, item, path: str, type_code: Optional[str] = None, skip: str = "") -> None:
         if type_code is None and node.types is not None and len(node.types) == 1:
             type_code = next(iter(node.types))
-        check = _PRIMITIVE_CHECKS.get(type_code or "")
+        check = PRIMITIVE_CHECKS.get(type_code or "")
         if check is not None and not check(item):
             self.error(path, f"value {item!r} is not a valid {type_code}")
             return
         if node.fixed is not None and item != node.fixed:
             self.error(path, f"value must be exactly {_show(node.fixed)}")
-        if node.pattern is not None and not _matches(node.pattern, item):
+        if node.pattern is not None and not matches(node.pattern, item):
             self.error(path, f"value must match pattern {_show(node.pattern)}")
         if node.binding is not None and not self.bound(node.binding, item):
             self.error(path, f"code not in the required value set {node.binding}")
@@ -384,7 +206,7 @@ class _Check:
             if key[:5] != "value" or len(key) < 6 or not key[5].isupper():
                 continue
             found = True
-            code = _type_code(key[5:])
+            code = type_code(key[5:])
             pairs = flat.get(code)
             if pairs is not None and type(value) is dict and all(value.get(k) == v for k, v in pairs) \
                     and (types is None or code in types):
@@ -393,11 +215,11 @@ class _Check:
             if types is not None and code not in types:
                 self.error(here, f"type {code} not allowed here (allowed: {', '.join(sorted(types))})")
                 continue
-            check = _PRIMITIVE_CHECKS.get(code)
+            check = PRIMITIVE_CHECKS.get(code)
             if check is not None and not check(value):
                 self.error(here, f"value {value!r} is not a valid {code}")
             pattern = patterns.get(code)
-            if pattern is not None and not _matches(pattern, value):
+            if pattern is not None and not matches(pattern, value):
                 self.error(here, f"value must match pattern {_show(pattern)}")
         if not found and minimum:
             self.error(f"{path}[{i}].value[x]" if i is not None else f"{path}.value[x]", f"minimum required = {minimum}, but only found 0")
@@ -405,9 +227,9 @@ class _Check:
     def slice_of(self, node: Node, item) -> Optional[str]:
         if node.index is not None:
             path = node.index_path
-            values = [item.get(path)] if "." not in path and isinstance(item, dict) else _values_at(item, path)
+            values = [item.get(path)] if "." not in path and isinstance(item, dict) else values_at(item, path)
             for value in values:
-                for k in _keys(value):
+                for k in slice_keys(value):
                     name = node.index.get(k)
                     if name is not None:
                         return name
@@ -422,8 +244,8 @@ class _Check:
             target = self.ref_type(item) if isinstance(item, dict) else None
             return snode.targets is None or target in snode.targets
         if kind in ("pattern", "value"):
-            want = _constraint_at(snode, path)
-            return want is None or any(_matches(want, v) for v in _values_at(item, path))
+            want = constraint_at(snode, path)
+            return want is None or any(matches(want, v) for v in values_at(item, path))
         return True  # "profile" / "exists": not used to tell our slices apart
 
     def bound(self, valueset: str, item) -> bool:
@@ -443,32 +265,6 @@ class _Check:
             return self.resolve(target) if self.resolve else None
         parts = target.split("?")[0].split("/")
         return parts[-2] if len(parts) >= 2 else None
-
-
-def _values_at(item, path: str) -> list:
-    values = [item]
-    for step in path.split("."):
-        if step == "$this":
-            continue
-        nxt = []
-        for v in values:
-            if isinstance(v, dict) and step in v:
-                got = v[step]
-                nxt.extend(got if isinstance(got, list) else [got])
-        values = nxt
-    return values
-
-
-def _matches(pattern, value) -> bool:
-    """FHIR pattern semantics: every property of the pattern is present with a matching value."""
-    if isinstance(pattern, dict):
-        if isinstance(value, list):
-            return any(_matches(pattern, v) for v in value)
-        return isinstance(value, dict) and all(_matches(p, value.get(k)) for k, p in pattern.items())
-    if isinstance(pattern, list):
-        values = value if isinstance(value, list) else [value]
-        return all(any(_matches(p, v) for v in values) for p in pattern)
-    return pattern == value
 
 
 def _show(value) -> str:
