@@ -26,8 +26,12 @@ class Store:
             self.engine = create_engine(url, **engine_options)
             _sqlite_transactions(self.engine)
         else:
+            # searches must be planned with their values: a generic plan (psycopg prepares a statement
+            # after five runs) cannot tell a patient id from a code that a fifth of all rows carry
+            options = "-c plan_cache_mode=force_custom_plan"
             if schema:
-                engine_options.setdefault("connect_args", {})["options"] = f"-csearch_path={schema}"
+                options += f" -c search_path={schema}"
+            engine_options.setdefault("connect_args", {})["options"] = options
             engine_options.setdefault("pool_pre_ping", True)
             self.engine: Engine = create_engine(url, **engine_options)
 
