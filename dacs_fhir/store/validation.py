@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from . import errors
 
@@ -37,7 +37,7 @@ def validate(resource: dict) -> str:
     """Parse ``resource`` in the R4 model; InvalidResource names the first offending element path."""
     rtype = resource_type(resource)
     try:
-        model_class(rtype).model_validate(resource)
+        model = model_class(rtype).model_validate(resource)
     except ValidationError as exc:
         first = exc.errors()[0]
         path = rtype + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
@@ -45,7 +45,36 @@ def validate(resource: dict) -> str:
     except (TypeError, ValueError) as exc:
         raise errors.InvalidResource(f"{rtype}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
                                      rtype) from None
+    _check_codes(model, rtype)
     return rtype
+
+
+@lru_cache(maxsize=None)
+def _code_rules(cls) -> tuple[tuple[str, str, frozenset], ...]:
+    """(field, JSON name, allowed codes) of the required-binding ``code`` elements of ``cls``."""
+    rules = []
+    for name, f in cls.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        allowed = extra.get("enum_values")
+        if allowed and "+" not in allowed:  # "+": the binding is extensible, other codes are valid
+            rules.append((name, f.alias or name, frozenset(allowed)))
+    return tuple(rules)
+
+
+def _check_codes(model, path: str) -> None:
+    """Codes of required bindings (e.g. Patient.gender, HumanName.use) must be in their value set."""
+    for name, alias, allowed in _code_rules(type(model)):
+        value = model.__dict__.get(name)
+        if value is not None and value not in allowed:
+            raise errors.InvalidResource(f"{path}.{alias}: code {str(value)[:40]!r} is not in the required value set",
+                                         f"{path}.{alias}")
+    for name, value in model.__dict__.items():
+        if isinstance(value, list):
+            for i, v in enumerate(value):
+                if isinstance(v, BaseModel):
+                    _check_codes(v, f"{path}.{name}[{i}]")
+        elif isinstance(value, BaseModel):
+            _check_codes(value, f"{path}.{name}")
 
 
 @lru_cache(maxsize=None)
