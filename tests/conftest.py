@@ -55,3 +55,14 @@ def settings(tmp_path, database_url):
     s.database_url = database_url
     s.broker_url = os.environ.get("DACS_BROKER_URL") or None
     return s
+
+
+@pytest.fixture
+def store(database_url):
+    """A migrated store on the test's private database."""
+    from dacs_fhir.store import Store
+
+    s = Store(database_url)
+    s.upgrade()
+    yield s
+    s.dispose()

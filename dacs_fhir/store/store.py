@@ -29,6 +29,9 @@ class Store:
             # searches must be planned with their values: a generic plan (psycopg prepares a statement
             # after five runs) cannot tell a patient id from a code that a fifth of all rows carry
             options = "-c plan_cache_mode=force_custom_plan"
+            if url.query.get("options"):  # e.g. ?options=-csearch_path%3Dtenant: keep it, connect_args would drop it
+                options = f"{url.query['options']} {options}"
+                url = url.difference_update_query(["options"])
             if schema:
                 options += f" -c search_path={schema}"
             engine_options.setdefault("connect_args", {})["options"] = options

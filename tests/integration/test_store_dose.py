@@ -13,14 +13,6 @@ from dacs_fhir.store.models import dose_study, dose_summary, dose_total, irradia
 STUDY = "1.2.826.0.1.3680043.10.99.1"
 
 
-@pytest.fixture()
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    s.upgrade()
-    yield s
-    s.dispose()
-
-
 def m(code: str, value: float, unit: str) -> d.Measurement:
     return d.Measurement(d.Concept("DCM", code), d.Quantity(value, unit))
 

@@ -13,14 +13,6 @@ CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
 RDS_SAMPLE = CORPUS / "fhir" / "rds-ig-bundle-sample.json"
 
 
-@pytest.fixture()
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    s.upgrade()
-    yield s
-    s.dispose()
-
-
 def entry(method, url, resource=None, full_url=None, **request):
     e = {"request": {"method": method, "url": url, **request}}
     if resource is not None:

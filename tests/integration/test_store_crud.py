@@ -6,14 +6,6 @@ import pytest
 from dacs_fhir.store import Store, errors
 
 
-@pytest.fixture()
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    s.upgrade()
-    yield s
-    s.dispose()
-
-
 def patient(mrn: str = "MRN-1", family: str = "Curie") -> dict:
     return {"resourceType": "Patient", "identifier": [{"system": "urn:example:mrn", "value": mrn}],
             "name": [{"family": family, "given": ["Marie"]}], "gender": "female", "birthDate": "1967-11-07"}
