@@ -1,9 +1,13 @@
 """Outbound store-and-forward: ORU^R01 to a test MLLP receiver, in order, exactly once, through outages."""
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 
 import hl7
 import pytest
@@ -141,6 +145,7 @@ def test_ae_is_retried_then_parked_and_replayable(outbox):
 
 
 def test_enqueue_report_in_process_pump_delivers_oru(outbox, settings):
+    settings.broker_url = None  # the in-process pump (the broker-backed task has its own test)
     rx = Receiver()
     url = f"mllp://127.0.0.1:{rx.handle.port}?timeout=2&backoff=0.05"
     try:
@@ -159,6 +164,7 @@ def test_enqueue_report_in_process_pump_delivers_oru(outbox, settings):
 
 
 def test_received_oru_obx_match_fhir_summary(outbox, settings):
+    settings.broker_url = None
     fhir = pytest.importorskip("dacs_fhir.mappers.fhir", reason="FHIR mapper not present")
     rx = Receiver()
     url = f"mllp://127.0.0.1:{rx.handle.port}?timeout=2"
@@ -240,3 +246,30 @@ def test_fhir_destination_retries_5xx_and_parks_4xx(outbox, settings):
         assert outbox.get(second).status == PARKED and "422" in outbox.get(second).last_error
     finally:
         peer.stop()
+
+
+@pytest.mark.skipif(not os.environ.get("DACS_BROKER_URL"), reason="needs DACS_BROKER_URL (a real Celery worker)")
+def test_delivery_through_a_real_celery_worker(settings, tmp_path):
+    from dacs_fhir import tasks
+
+    settings.queue = f"dacs-test-{uuid.uuid4().hex[:8]}"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tasks.configure(settings)
+    env = dict(os.environ, DACS_DATABASE_URL=settings.database_url, DACS_DATA_DIR=str(settings.data_dir),
+               DACS_BROKER_URL=settings.broker_url, DACS_QUEUE=settings.queue)
+    rx = Receiver()
+    url = f"mllp://127.0.0.1:{rx.handle.port}?timeout=2&backoff=0.05"
+    log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "dacs_fhir", "worker", "--hostname", f"{settings.queue}@localhost"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        for n in range(3):
+            enqueue_report(settings, report(n), key=f"w{n}", destinations=[url])
+        assert _wait(lambda: len(rx.messages) == 3, timeout=120), (tmp_path / "worker.log").read_text()[-2000:]
+        time.sleep(0.5)
+        assert [str(hl7.parse(m)["OBR.F18"]) for m in rx.messages] == ["A0", "A1", "A2"]  # once each, in order
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()
+        rx.stop()
