@@ -179,6 +179,7 @@ def parse_decimal(text) -> Decimal:
     return d
 
 
+@lru_cache(maxsize=512)
 def canonical_unit(ucum: str) -> str:
     """The canonical unit for the dimension of ``ucum`` (``ucum`` itself when dimensionless/unknown)."""
     _, dims = parse_unit(ucum)
@@ -207,11 +208,18 @@ def convert(value, unit: str, target: str) -> Quantity:
 def _convert(number: Decimal, ucum: str, target: str) -> Quantity:
     if ucum == target:
         return Quantity(_to_float(number), target)
+    f_from, f_to = _factors(ucum, target)
+    return Quantity(_to_float(number * f_from / f_to), target)
+
+
+@lru_cache(maxsize=512)
+def _factors(ucum: str, target: str) -> tuple[Decimal, Decimal]:
+    """(factor of ``ucum``, factor of ``target``) to base units; raises :class:`UnitError` across dimensions."""
     f_from, d_from = parse_unit(ucum)
     f_to, d_to = parse_unit(target)
     if d_from != d_to:
         raise UnitError(f"cannot convert {ucum!r} to {target!r}")
-    return Quantity(_to_float(number * f_from / f_to), target)
+    return f_from, f_to
 
 
 def _to_float(d: Decimal) -> float:

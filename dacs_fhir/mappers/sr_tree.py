@@ -6,10 +6,15 @@ asks for them. Plain ASCII attributes (CS, UI, DS, DT, SH codes) are taken
 straight from the raw bytes pydicom keeps, text attributes are decoded with the
 object's Specific Character Set, so a walk costs far less than converting every
 element through pydicom.
+
+The raw sequence reader decodes each distinct element header once, and parses
+each distinct small sequence (concept names, units, measured values, which recur
+byte for byte in every irradiation event) once per document.
 """
 from __future__ import annotations
 
-from struct import Struct, unpack_from
+import typing
+from struct import unpack_from
 from typing import Iterator, Optional
 
 from pydicom.charset import convert_encodings, decode_bytes
@@ -18,6 +23,7 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
 from ..domain import Concept
+from .sr_raw import SEQUENCE_TAGS, RawFormatError, parse_sequence  # noqa: F401  (RawFormatError: raised by read_tree)
 
 # PS3.6 tags of the SR Document Content module and the Code Sequence macro
 T_VALUE_TYPE = 0x0040A040
@@ -48,98 +54,18 @@ T_CHARSET = 0x00080005
 SNOMED_SCHEMES = frozenset(("SRT", "SCT", "SNM3"))
 
 
-# Sequences of the content tree: in implicit VR the raw bytes do not say which elements are sequences
-_SQ_TAGS = frozenset((T_CONCEPT_NAME, T_CONCEPT_CODE, T_CONTENT, T_MEASURED_VALUE, T_UNITS, T_NUMERIC_QUALIFIER, T_TEMPLATE,
-                      0x00081199, 0x0040A370, 0x0040A375, 0x0040A385, 0x00080220, 0x0040A504))
-_LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
-_UNDEFINED = 0xFFFFFFFF
-_ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-
-
-class RawFormatError(ValueError):
-    """Sequence bytes that do not follow PS3.5 encoding."""
-
-
-def _parse_items(buf: bytes, pos: int, end: int, implicit: bool, little: bool) -> tuple[list[dict], int]:
-    """Items of a sequence value (PS3.5 7.5) as ``{tag: bytes | list}`` dicts; returns (items, end position)."""
-    fmt = "<HHI" if little else ">HHI"
-    items: list[dict] = []
-    while pos + 8 <= end:
-        group, element, length = unpack_from(fmt, buf, pos)
-        pos += 8
-        tag = group << 16 | element
-        if tag == _SEQ_END:
-            return items, pos
-        if tag != _ITEM:
-            raise RawFormatError(f"expected an item tag at byte {pos - 8}")
-        if length == _UNDEFINED:
-            item, pos = _parse_dataset(buf, pos, end, implicit, little, True)
-        else:
-            item, _ = _parse_dataset(buf, pos, pos + length, implicit, little, False)
-            pos += length
-        items.append(item)
-    return items, pos
-
-
-_HEAD = {True: Struct("<HHI"), False: Struct(">HHI")}  # tag + 32-bit length (implicit VR, items)
-_EXPLICIT = {True: Struct("<HH2sH"), False: Struct(">HH2sH")}  # tag + VR + 16-bit length
-_LONG = {True: Struct("<I"), False: Struct(">I")}
-
-
-def _parse_dataset(buf: bytes, pos: int, end: int, implicit: bool, little: bool, delimited: bool) -> tuple[dict, int]:
-    """Elements of one item, without any value conversion."""
-    head = _HEAD[little].unpack_from
-    explicit = _EXPLICIT[little].unpack_from
-    long_ = _LONG[little].unpack_from
-    out: dict = {}
-    while pos + 8 <= end:
-        if implicit:
-            group, element, length = head(buf, pos)
-            tag = group << 16 | element
-            if tag == _ITEM_END:
-                return out, pos + 8
-            vr = b""
-            pos += 8
-            is_sq = tag in _SQ_TAGS or length == _UNDEFINED
-        else:
-            group, element, vr, length = explicit(buf, pos)
-            tag = group << 16 | element
-            if tag == _ITEM_END:
-                return out, pos + 8
-            if vr in _LONG_VRS:
-                length = long_(buf, pos + 8)[0]
-                pos += 12
-            else:
-                pos += 8
-            is_sq = vr == b"SQ" or length == _UNDEFINED
-        if is_sq:
-            # UN with undefined length holds an implicit VR little endian sequence (PS3.5 6.2.2)
-            sub_implicit = implicit or vr == b"UN"
-            sub_little = True if sub_implicit else little
-            if length == _UNDEFINED:
-                out[tag], pos = _parse_items(buf, pos, end, sub_implicit, sub_little)
-            else:
-                out[tag], _ = _parse_items(buf, pos, pos + length, sub_implicit, sub_little)
-                pos += length
-        else:
-            if pos + length > end:
-                raise RawFormatError("element value runs past the end of its item")
-            out[tag] = buf[pos:pos + length]
-            pos += length
-    if delimited:
-        raise RawFormatError("item without delimiter")
-    return out, pos
+_SQ_TAGS = SEQUENCE_TAGS
 
 
 def _as_dict(item) -> dict:
-    """A content item as ``{tag: bytes | str | list}`` from a raw-parsed dict or a pydicom Dataset."""
+    """A content item as ``{tag: bytes | str | list | RawItems}`` from a raw-parsed dict or a pydicom Dataset."""
     if isinstance(item, dict):
         return item
     out: dict = {}
     for tag, elem in item._dict.items():
         value = elem.value
         if isinstance(value, bytes) and (elem.VR == "SQ" or tag in _SQ_TAGS):
-            out[tag] = _raw_sequence(value, elem.is_implicit_VR, elem.is_little_endian)
+            out[tag] = parse_sequence(value, elem.is_implicit_VR, elem.is_little_endian)
         elif isinstance(value, Sequence):
             out[tag] = list(value)
         else:
@@ -147,9 +73,11 @@ def _as_dict(item) -> dict:
     return out
 
 
-def _raw_sequence(value: bytes, implicit: bool, little: bool) -> list[dict]:
-    items, _ = _parse_items(value, 0, len(value), implicit, little)
-    return items
+def _plain(value):
+    """A sequence value as the list of items it stands for (anything else unchanged), for display."""
+    if value.__class__ is dict:
+        return [value]
+    return list(value) if value.__class__ is tuple else value
 
 
 def _ascii(d: dict, tag: int) -> str:
@@ -159,14 +87,17 @@ def _ascii(d: dict, tag: int) -> str:
         return ""
     if isinstance(value, bytes):
         return value.decode("latin-1").strip(" \x00")
+    value = _plain(value)
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v) for v in value)
     return str(value).strip()
 
 
-def _sequence(d: dict, tag: int) -> list[dict]:
+def _sequence(d: dict, tag: int) -> typing.Sequence[dict]:
     """The items of a sequence attribute as dicts ([] when absent or empty)."""
     value = d.get(tag)
+    if value.__class__ is dict:
+        return (value,)
     if not value:
         return []
     if not isinstance(value[0], dict):
@@ -178,13 +109,24 @@ def _sequence(d: dict, tag: int) -> list[dict]:
 class Tree:
     """Decoding context of one SR document: character sets and coding schemes seen."""
 
-    __slots__ = ("encodings", "schemes", "little")
+    __slots__ = ("encodings", "schemes", "little", "_ascii")
 
     def __init__(self, ds: Dataset):
         raw = ds.get("SpecificCharacterSet")
         self.encodings = convert_encodings(raw or None)
         self.schemes: set[str] = set()
         self.little = ds.original_encoding[1] is not False
+        self._ascii: dict[bytes, str] = {}  # codes, value types, units repeat all through a document
+
+    def ascii(self, d: dict, tag: int) -> str:
+        """:func:`_ascii`, decoding each distinct raw value once per document."""
+        value = d.get(tag)
+        if value.__class__ is not bytes:
+            return _ascii(d, tag)
+        text = self._ascii.get(value)
+        if text is None:
+            text = self._ascii[value] = value.decode("latin-1").strip(" \x00")
+        return text
 
     def floating(self, d: dict, tag: int) -> str:
         """First value of an FD attribute as text ('' when absent)."""
@@ -195,7 +137,7 @@ class Tree:
             if len(value) < 8:
                 return ""
             value = unpack_from("<d" if self.little else ">d", value, 0)[0]
-        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        elif isinstance(value := _plain(value), (list, tuple)) or type(value).__name__ == "MultiValue":
             value = value[0]
         return repr(float(value))
 
@@ -206,14 +148,14 @@ class Tree:
             return ""
         if isinstance(value, bytes):
             return decode_bytes(value, self.encodings, delimiters).strip(" \x00")
-        return str(value).strip()
+        return str(_plain(value)).strip()
 
     def code(self, d: dict, meaning: bool = True) -> Optional[Concept]:
         """A Code Sequence macro item as a Concept (None when it has no code value)."""
-        value = _ascii(d, T_CODE_VALUE) or _ascii(d, T_LONG_CODE_VALUE) or _ascii(d, T_URN_CODE_VALUE)
+        value = self.ascii(d, T_CODE_VALUE) or _ascii(d, T_LONG_CODE_VALUE) or _ascii(d, T_URN_CODE_VALUE)
         if not value:
             return None
-        scheme = _ascii(d, T_SCHEME)
+        scheme = self.ascii(d, T_SCHEME)
         self.schemes.add(scheme)
         return Concept(scheme, value, self.text(d, T_MEANING) if meaning else "")
 
@@ -227,7 +169,8 @@ class Node:
 
     __slots__ = ("vt", "rel", "scheme", "code", "children", "_d", "_tree")
 
-    def __init__(self, d: dict, tree: Tree, vt: str, rel: str, scheme: str, code: str, children: list["Node"]):
+    def __init__(self, d: dict, tree: Tree, vt: str, rel: str, scheme: str, code: str,
+                 children: typing.Sequence["Node"]):
         self.vt = vt
         self.rel = rel
         self.scheme = scheme
@@ -294,22 +237,23 @@ class Node:
             return ""
         if isinstance(value, bytes):
             return decode_bytes(value.split(b"=")[0], self._tree.encodings, PN_DELIMS).strip(" \x00")
-        return str(value).split("=")[0].strip()
+        return str(_plain(value)).split("=")[0].strip()
 
     @property
     def numeric(self) -> tuple[Optional[str], str, Optional[Concept]]:
         """(numeric value text or None, unit code, Numeric Value Qualifier) of a NUM item."""
         d = self._d
-        qualifier = self._tree.first_code(d, T_NUMERIC_QUALIFIER) if T_NUMERIC_QUALIFIER in d else None
+        tree = self._tree
+        qualifier = tree.first_code(d, T_NUMERIC_QUALIFIER) if T_NUMERIC_QUALIFIER in d else None
         measured = _sequence(d, T_MEASURED_VALUE)
         if not measured:
             return None, "", qualifier
         mv = measured[0]
-        value = _ascii(mv, T_NUMERIC_VALUE).split("\\")[0]
+        value = tree.ascii(mv, T_NUMERIC_VALUE).split("\\")[0]
         if not value.strip() and T_FLOAT_VALUE in mv:  # only the Floating Point Value is given
-            value = self._tree.floating(mv, T_FLOAT_VALUE)
+            value = tree.floating(mv, T_FLOAT_VALUE)
         units = _sequence(mv, T_UNITS)
-        unit = (_ascii(units[0], T_CODE_VALUE) or _ascii(units[0], T_LONG_CODE_VALUE)) if units else ""
+        unit = (tree.ascii(units[0], T_CODE_VALUE) or _ascii(units[0], T_LONG_CODE_VALUE)) if units else ""
         return (value if value.strip() else None), unit, qualifier
 
     def find(self, code: str, scheme: str = "DCM") -> Optional["Node"]:
@@ -334,17 +278,20 @@ class Node:
 
 def _children(d: dict, tree: Tree) -> list[Node]:
     nodes = []
+    ascii_ = tree.ascii
+    add_scheme = tree.schemes.add
     for item in _sequence(d, T_CONTENT):
-        names = _sequence(item, T_CONCEPT_NAME)
-        if names:
-            name = names[0]
-            code = _ascii(name, T_CODE_VALUE) or _ascii(name, T_LONG_CODE_VALUE) or _ascii(name, T_URN_CODE_VALUE)
-            scheme = _ascii(name, T_SCHEME)
-            tree.schemes.add(scheme)
+        name = item.get(T_CONCEPT_NAME)
+        if name.__class__ is not dict:
+            name = _sequence(item, T_CONCEPT_NAME)[0] if name else None
+        if name is not None:
+            code = ascii_(name, T_CODE_VALUE) or _ascii(name, T_LONG_CODE_VALUE) or _ascii(name, T_URN_CODE_VALUE)
+            scheme = ascii_(name, T_SCHEME)
+            add_scheme(scheme)
         else:
             code = scheme = ""
-        kids = _children(item, tree) if T_CONTENT in item else []
-        nodes.append(Node(item, tree, _ascii(item, T_VALUE_TYPE), _ascii(item, T_RELATIONSHIP), scheme, code, kids))
+        kids = _children(item, tree) if T_CONTENT in item else ()
+        nodes.append(Node(item, tree, ascii_(item, T_VALUE_TYPE), ascii_(item, T_RELATIONSHIP), scheme, code, kids))
     return nodes
 
 

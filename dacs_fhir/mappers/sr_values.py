@@ -18,13 +18,15 @@ from .sr_tree import Node, tree_of
 class Context:
     """Per-document state: quirks applied, decoded concepts, the document's character sets."""
 
-    __slots__ = ("sop_uid", "tree", "_quirks", "_concepts")
+    __slots__ = ("sop_uid", "tree", "_quirks", "_concepts", "_quantities")
 
     def __init__(self, root: Node, sop_uid: str):
         self.sop_uid = sop_uid
         self.tree = tree_of(root)
         self._quirks: dict[str, None] = {}
         self._concepts: dict[tuple[str, str], Concept] = {}
+        # (coded value, coded unit) -> (quantity or None, quirks applied): values and units repeat across events
+        self._quantities: dict[tuple[str, str], tuple[Optional[Quantity], tuple[str, ...]]] = {}
 
     def quirk(self, name: Optional[str]) -> None:
         if name:
@@ -63,20 +65,14 @@ class Context:
         if value is None:
             self.quirk(Q.EMPTY_NUMERIC)
             return None
-        value, fixed = Q.fix_numeric_text(value)
-        self.quirk(fixed)
-        ucum, fixed = Q.fix_unit(unit)
-        self.quirk(fixed)
-        try:
-            quantity = normalise(value, ucum)
-        except UnitError:
-            try:
-                number = float(parse_decimal(value))
-            except UnitError:
-                self.quirk(Q.NON_NUMERIC)
-                return None
-            quantity = Quantity(number, ucum)
-            self.quirk(f"{Q.UNKNOWN_UNIT}:{unit}")
+        known = self._quantities.get((value, unit))
+        if known is None:
+            known = self._quantities[value, unit] = _quantity(value, unit)
+        quantity, quirks = known
+        for name in quirks:
+            self._quirks[name] = None
+        if quantity is None:
+            return None
         modifier = None
         for k in node.children:
             if k.rel == "HAS CONCEPT MOD" and k.vt == "CODE":
@@ -94,6 +90,21 @@ class Context:
                 m = self.measure(n)
                 if m is not None:
                     into.append(m)
+
+
+def _quantity(value: str, unit: str) -> tuple[Optional[Quantity], tuple[str, ...]]:
+    """A coded value and unit in canonical units, with the quirk fixes applied (None when no number)."""
+    value, fixed_value = Q.fix_numeric_text(value)
+    ucum, fixed_unit = Q.fix_unit(unit)
+    quirks = tuple(name for name in (fixed_value, fixed_unit) if name)
+    try:
+        return normalise(value, ucum), quirks
+    except UnitError:
+        try:
+            number = float(parse_decimal(value))
+        except UnitError:
+            return None, quirks + (Q.NON_NUMERIC,)
+        return Quantity(number, ucum), quirks + (f"{Q.UNKNOWN_UNIT}:{unit}",)
 
 
 def yes_no(node: Node) -> Optional[bool]:

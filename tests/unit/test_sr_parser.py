@@ -364,3 +364,29 @@ def test_floating_point_value_when_numeric_value_is_empty(ts):
     mv.FloatingPointValue = 12.25
     r = dicom_sr.parse_sr(ds) if ts is None else parse_bytes(ds, transfer_syntax=ts)
     assert r.events[0].get("113830").value == 12.25
+
+
+def _undefined_lengths(ds: Dataset) -> None:
+    """Every sequence and item below the top-level Content Sequence written with undefined length."""
+    for item in ds.ContentSequence:
+        for elem in item.iterall():
+            if elem.VR == "SQ":
+                elem.is_undefined_length = True
+                for sub in elem.value:
+                    sub.is_undefined_length_sequence_item = True
+
+
+@pytest.mark.parametrize("ts", [None, ImplicitVRLittleEndian, ExplicitVRBigEndian])
+@pytest.mark.parametrize("undefined", [False, True])
+def test_sequences_repeated_across_events_read_as_pydicom_reads_them(ts, undefined):
+    # concept names, units and values recur byte for byte in every event; the raw reader parses each once
+    ds = B.build_projection_sr(events=8, planes=("113620", "113621"), dap_unit="Gym2", repeat_events=2)
+    if undefined:
+        _undefined_lengths(ds)
+    data = B.encode(ds, **({"transfer_syntax": ts} if ts else {}))
+    walked = dicom.read_dataset(data)
+    for _ in walked.iterall():  # pydicom parses every sequence itself: the reference reading
+        pass
+    from_bytes, from_pydicom = dicom.parse(data), dicom.parse(walked)
+    assert from_bytes == from_pydicom and repr(from_bytes) == repr(from_pydicom)
+    assert len(from_bytes.events) == 8 and from_bytes.total("113722").value > 0 and len(from_bytes.accumulated) == 2
