@@ -109,13 +109,15 @@ def size_observations(inb: Inbound, patient_ref: str, when: Optional[str]) -> li
     return out
 
 
-def patient_entry(patient: dict) -> dict:
-    """Transaction entry: conditional update of the Patient on its first identifier."""
-    ident = patient["identifier"][0]
+def updated_entry(resource: dict) -> dict:
+    """Transaction entry: conditional update on the resource's first identifier (Patient by MRN,
+    ServiceRequest by accession number)."""
+    ident = resource["identifier"][0]
+    rtype = resource["resourceType"]
     return {
-        "fullUrl": full_url(ident["system"], ident["value"], "Patient"),
-        "resource": patient,
-        "request": {"method": "PUT", "url": f"Patient?identifier={ident['system']}|{ident['value']}"},
+        "fullUrl": full_url(ident["system"], ident["value"], rtype),
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"{rtype}?identifier={ident['system']}|{ident['value']}"},
     }
 
 
@@ -139,7 +141,7 @@ def patient_bundle(inb: Inbound) -> dict:
     pid = inb.segment("PID")
     if pid is None:
         raise ContentError("PID segment missing", REQUIRED_FIELD_MISSING, Location("PID"))
-    entry = patient_entry(patient_resource(inb, pid))
+    entry = updated_entry(patient_resource(inb, pid))
     when = fhir_datetime(inb.value("EVN", 2), Location("EVN", 1, 2, 1, 1)) or fhir_datetime(inb.value("MSH", 7), Location("MSH", 1, 7, 1, 1))
     obs = size_observations(inb, entry["fullUrl"], when)
     return bundle([entry] + [created_entry(o) for o in obs])

@@ -8,8 +8,8 @@ transaction so that a later RDSR with that accession finds order and patient.
 from __future__ import annotations
 
 from ..codes import SYS_DCM, SYS_DICOM_UID
-from .adt import bundle, patient_entry, patient_resource
-from .datatypes import ACCESSION, ORDER, codeable, fhir_datetime, full_url, identifier_ei
+from .adt import bundle, patient_resource, updated_entry
+from .datatypes import ACCESSION, ORDER, codeable, fhir_datetime, identifier_ei
 from .errors import REQUIRED_FIELD_MISSING, ContentError, Location
 from .message import Inbound
 
@@ -93,26 +93,16 @@ def _service_request(inb: Inbound, group: dict, n: int, patient_ref: str) -> dic
     return sr
 
 
-def service_request_entry(sr: dict) -> dict:
-    """Conditional update keyed by the accession number (identifier type ACSN)."""
-    acsn = sr["identifier"][0]
-    return {
-        "fullUrl": full_url(acsn["system"], acsn["value"], "ServiceRequest"),
-        "resource": sr,
-        "request": {"method": "PUT", "url": f"ServiceRequest?identifier={acsn['system']}|{acsn['value']}"},
-    }
-
-
 def order_bundle(inb: Inbound) -> dict:
     """ORM^O01 / OMI^O23 -> transaction Bundle: the Patient of PID and one ServiceRequest per ORC/OBR."""
     pid = inb.segment("PID")
     if pid is None:
         raise ContentError("PID segment missing", REQUIRED_FIELD_MISSING, Location("PID"))
-    patient = patient_entry(patient_resource(inb, pid))
+    patient = updated_entry(patient_resource(inb, pid))
     groups = _groups(inb)
     if not groups:
         raise ContentError("OBR segment missing", REQUIRED_FIELD_MISSING, Location("OBR"))
     entries = [patient]
     for n, group in enumerate(groups, start=1):
-        entries.append(service_request_entry(_service_request(inb, group, n, patient["fullUrl"])))
+        entries.append(updated_entry(_service_request(inb, group, n, patient["fullUrl"])))
     return bundle(entries)
