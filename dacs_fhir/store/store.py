@@ -63,7 +63,11 @@ class Store:
 
 def _sqlite_transactions(engine: Engine) -> None:
     """SQLite: real BEGIN IMMEDIATE transactions (writers queue instead of failing on lock upgrade),
-    working SAVEPOINTs for batch entries, WAL so readers do not block (SQLAlchemy pysqlite notes)."""
+    working SAVEPOINTs for batch entries, WAL so readers do not block (SQLAlchemy pysqlite notes).
+
+    ``synchronous = FULL``: every commit is fsync'd to the WAL before it returns, because an HL7
+    AA or a FHIR 201 is sent on the strength of that commit (NORMAL could lose the last
+    transactions on power loss)."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):
@@ -72,7 +76,7 @@ def _sqlite_transactions(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout = 30000")
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
