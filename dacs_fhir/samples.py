@@ -10,6 +10,7 @@ the vendor quirks the parser must repair (unit spellings, missing template id â€
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from typing import Iterable, Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -109,14 +110,32 @@ def S(value: str, meaning: str = "", scheme: str = "SRT") -> Dataset:
     return code(value, scheme, meaning)
 
 
+_seed: Optional[str] = None  # set by fixed_uids(): UIDs derived from it instead of random ones
+
+
+@contextmanager
+def fixed_uids(seed: str):
+    """Build samples with UIDs derived from ``seed`` (the same seed gives the same objects)."""
+    global _seed
+    previous, _seed = _seed, seed
+    try:
+        yield
+    finally:
+        _seed = previous
+
+
+def _new_uid(role: str) -> str:
+    return generate_uid(entropy_srcs=[_seed, role]) if _seed else generate_uid()
+
+
 def _header(sop_class: str, charset: Optional[str] = "ISO_IR 100") -> Dataset:
     ds = Dataset()
     if charset:
         ds.SpecificCharacterSet = charset
     ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID = generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = _new_uid("sop")
+    ds.StudyInstanceUID = _new_uid("study")
+    ds.SeriesInstanceUID = _new_uid("series")
     ds.StudyDate = "20240102"
     ds.StudyTime = "101500"
     ds.ContentDate = "20240102"
@@ -414,10 +433,17 @@ def encode(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> bytes:
 
 
 def sample_objects() -> list[tuple[str, bytes]]:
-    """Named Part 10 sample objects for the demo: a CT, a fluoroscopy, a mammography and an NM report."""
-    return [
-        ("sample-ct-4-events.dcm", encode(build_ct_sr(events=4))),
-        ("sample-rf-12-events.dcm", encode(build_projection_sr(events=12))),
-        ("sample-mg.dcm", encode(build_mammo_sr())),
-        ("sample-nm.dcm", encode(build_rp_sr())),
+    """Named Part 10 sample objects for the demo: a CT, a fluoroscopy, a mammography and an NM report.
+
+    Their UIDs are fixed, so loading the samples again finds them as duplicates."""
+    builders = [
+        ("sample-ct-4-events.dcm", lambda: build_ct_sr(events=4)),
+        ("sample-rf-12-events.dcm", lambda: build_projection_sr(events=12)),
+        ("sample-mg.dcm", build_mammo_sr),
+        ("sample-nm.dcm", build_rp_sr),
     ]
+    out = []
+    for name, build in builders:
+        with fixed_uids(name):
+            out.append((name, encode(build())))
+    return out

@@ -70,6 +70,17 @@ def test_same_object_twice_is_a_duplicate(pipeline, corpus):
     assert len(summaries(pipeline)) == 1
 
 
+def test_demo_samples_load_once(pipeline):
+    from dacs_fhir.samples import sample_objects
+
+    def load():
+        return [pipeline.process(pipeline.inbox.put("file", data).id).status for _, data in sample_objects()]
+
+    assert load() == [IMPORTED] * 4
+    assert load() == [DUPLICATE] * 4
+    assert len(summaries(pipeline)) == 4
+
+
 def test_rejected_object_is_kept_raw_with_its_reason(pipeline, corpus):
     path = corpus / "negative" / "sr-agfa-impax-enhanced-sr-not-dose.dcm"
     out = ingest(pipeline, path)
