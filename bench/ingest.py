@@ -51,11 +51,22 @@ def make_copies(corpus: Path, n: int, folder: Path) -> int:
     for i in range(n):
         ds = sources[i % len(sources)]
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+        _renew_event_uids(ds, generate_uid)
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         path = folder / f"{i:06d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         total += path.stat().st_size
     return total
+
+
+def _renew_event_uids(ds, generate_uid) -> None:
+    """A fresh Irradiation Event UID (DCM 113769, TID 10003 / 10013) in every event of the copy:
+    events of different studies never share a UID."""
+    for item in ds.get("ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        if item.get("ValueType") == "UIDREF" and name and name[0].get("CodeValue") == "113769":
+            item.UID = generate_uid()
+        _renew_event_uids(item, generate_uid)
 
 
 def send(storescu: str, port: int, folder: Path) -> float:

@@ -26,10 +26,18 @@ _STOP_BEFORE = (0x7FE0, 0x0010)
 
 def read_dataset(source: Source) -> Dataset:
     """Read a DICOM object without its pixel data; raises :class:`CorruptObject`."""
+    from .dicom_fast import fast_read
+
     if isinstance(source, Dataset):
         return source
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        source = io.BytesIO(bytes(source))
+    if isinstance(source, (str, Path)):
+        source = Path(source).read_bytes()  # FileNotFoundError is the caller's
+    elif hasattr(source, "read"):
+        source = source.read()
+    ds = fast_read(bytes(source))  # sequences left raw; None: pydicom reads it (other syntaxes, odd files)
+    if ds is not None:
+        return ds
+    source = io.BytesIO(bytes(source))
     try:
         return pydicom.dcmread(source, force=False, stop_before_pixels=True)
     except InvalidDicomError:

@@ -76,8 +76,9 @@ def outcome_resource(message: str, status: int, path: Optional[str] = None) -> d
 
 
 class BundleProcessor:
-    def __init__(self, tx: Transaction):
+    def __init__(self, tx: Transaction, validate: bool = True):
         self.tx = tx
+        self.validate = validate
         self.ids: dict[str, str] = {}  # fullUrl -> Type/id
         self.conditional: dict[tuple[str, str], str] = {}  # (type, query) -> id, for in-bundle matches
 
@@ -105,6 +106,8 @@ class BundleProcessor:
         responses: list[Optional[dict]] = [None] * len(entries)
         for e in (e for e in ordered if e.method == "DELETE"):
             responses[e.index] = self._guard(e, self._delete)
+        self.tx.prefetch_matches([(e.rtype, e.if_none_exist if e.method == "POST" else e.query) for e in ordered
+                                  if (e.method == "POST" and e.if_none_exist) or (e.method == "PUT" and e.query)])
         planned = {e.index: self._guard(e, self._plan) for e in ordered if e.method in ("POST", "PUT")}
         for e in ordered:
             if e.method in ("POST", "PUT", "PATCH"):
@@ -140,7 +143,7 @@ class BundleProcessor:
             found = self.tx.match(e.rtype, e.query)
             if len(found) > 1:
                 raise errors.PreconditionFailed(f"conditional update matches {len(found)} resources")
-            rid = found[0] if found else (e.resource.get("id") or new_id())
+            rid = found[0] if found else (e.resource.get("id") or self.tx.mint(e.rtype))
             self.conditional[(e.rtype, e.query)] = rid
         else:
             rid = e.rid
@@ -158,8 +161,8 @@ class BundleProcessor:
         if e.method == "POST":
             if exists:
                 return self._response(200, Outcome(self.tx.read(e.rtype, rid), "existing"))
-            return self._response(201, self.tx.create(resource, rid=rid))
-        out = self.tx.update(e.rtype, rid, {**resource, "id": rid}, if_match=e.if_match)
+            return self._response(201, self.tx.create(resource, rid=rid, validate=self.validate))
+        out = self.tx.update(e.rtype, rid, {**resource, "id": rid}, if_match=e.if_match, validate=self.validate)
         return self._response(201 if out.status == "created" else 200, out)
 
     def _delete(self, e: Entry) -> dict:
@@ -221,9 +224,9 @@ class BundleProcessor:
 
     def _conditional_reference(self, ref: str) -> str:
         rtype, _, query = ref.partition("?")
+        if (rtype, query) in self.conditional:  # matched (and locked) by an entry of this bundle
+            return f"{rtype}/{self.conditional[(rtype, query)]}"
         found = self.tx.match(rtype, query)
-        if not found and (rtype, query) in self.conditional:
-            found = [self.conditional[(rtype, query)]]
         if len(found) != 1:
             raise errors.PreconditionFailed(f"conditional reference {rtype}?… matches {len(found)} resources")
         return f"{rtype}/{found[0]}"

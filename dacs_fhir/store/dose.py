@@ -49,13 +49,10 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None) -> N
     device_key = report.device.key[:255]
     resources = _resources(conn, summary, events)
     refs = _references(resources)
-    _upsert_study(conn, report, refs)
-    scope = and_(dose_summary.c.study_uid == study_uid, dose_summary.c.kind == report.kind,
-                 dose_summary.c.device_key == device_key)
-    conn.execute(delete(dose_summary).where(scope))
-    for table in (dose_total, irradiation_event):
-        conn.execute(delete(table).where(table.c.study_uid == study_uid, table.c.kind == report.kind,
-                                         table.c.device_key == device_key))
+    if _upsert_study(conn, report, refs):  # a study seen before: replace its rows of this kind and device
+        for table in (dose_summary, dose_total, irradiation_event):
+            conn.execute(delete(table).where(table.c.study_uid == study_uid, table.c.kind == report.kind,
+                                             table.c.device_key == device_key))
     d = report.device
     conn.execute(insert(dose_summary).values(
         study_uid=study_uid, kind=report.kind, device_key=device_key, source=report.source,
@@ -71,7 +68,8 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None) -> N
     keep_report(conn, summary if isinstance(summary, DoseReport) else report)
 
 
-def _upsert_study(conn: Connection, report: DoseReport, refs: dict) -> None:
+def _upsert_study(conn: Connection, report: DoseReport, refs: dict) -> bool:
+    """Insert or update the study row; True when it existed."""
     s = report.study
     values = dict(patient_key=patient_key(report), accession_number=s.accession_number[:64] or None,
                   started=_naive(s.started or report.started), modalities="\\".join(s.modalities)[:64] or None,
@@ -82,8 +80,9 @@ def _upsert_study(conn: Connection, report: DoseReport, refs: dict) -> None:
     exists = conn.execute(select(dose_study.c.study_uid).where(dose_study.c.study_uid == s.instance_uid)).first()
     if exists:
         conn.execute(update(dose_study).where(dose_study.c.study_uid == s.instance_uid).values(**values))
-    else:
-        conn.execute(insert(dose_study).values(study_uid=s.instance_uid, **values))
+        return True
+    conn.execute(insert(dose_study).values(study_uid=s.instance_uid, **values))
+    return False
 
 
 def _totals(report: DoseReport) -> list[dict]:

@@ -7,10 +7,10 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
-from sqlalchemy import bindparam, delete, false, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, false, func, insert, select, text, tuple_, update
 from sqlalchemy.engine import Connection
 
 from . import dates, errors, searchparams, validation
@@ -86,6 +86,10 @@ class Transaction:
         self._stale: set[int] = set()  # resources whose stored index rows are to be deleted
         self._locked: set[int] = set()
         self._last: Optional[datetime] = None
+        # current rows this transaction has locked or written, by (type, id): a conditional write
+        # matches, locks and reads its row in one statement, and the write that follows reuses it
+        self._rows: dict[tuple[str, str], Optional[_Row]] = {}  # None: minted here, not yet written
+        self._prefetched: dict[tuple[str, str], list[str]] = {}  # (type, query) -> ids, see prefetch_matches
 
     def _clock(self) -> datetime:
         """Version timestamps, strictly increasing within the transaction (history order)."""
@@ -100,13 +104,18 @@ class Transaction:
         self._versions.clear()
         self._index.clear()
         self._stale.clear()
+        self._rows.clear()
+        self._prefetched.clear()
 
     def flush(self) -> None:
         """Delete stale index rows, insert the pending version and index rows."""
         if self._stale:
             stale, self._stale = sorted(self._stale), set()
-            for table in INDEX_TABLES.values():
-                self.conn.execute(delete(table).where(table.c.res_pk.in_(stale)))
+            if self.postgres:  # one round trip: data-modifying CTEs, one per index table
+                self.conn.execute(_DELETE_STALE_PG, {"pks": stale})
+            else:
+                for table in INDEX_TABLES.values():
+                    self.conn.execute(delete(table).where(table.c.res_pk.in_(stale)))
         if self._versions:
             rows, self._versions = self._versions, []
             self._insert(V, rows)
@@ -121,9 +130,20 @@ class Transaction:
             self.conn.execute(insert(table), [{k: r.get(k) for k in keys} for r in rows])
 
     # ---- reads
+    def mint(self, rtype: str) -> str:
+        """A new server id for ``rtype``, known to this transaction to be free (no lookup before its write)."""
+        rid = new_id()
+        self._rows[(rtype, rid)] = None
+        return rid
+
     def _row(self, rtype: str, rid: str, lock: bool = False):
+        if (rtype, rid) in self._rows:
+            return self._rows[(rtype, rid)]
         stmt = _ROW_FOR_UPDATE if lock and self.postgres else _ROW
-        return self.conn.execute(stmt, {"rtype": rtype, "rid": rid}).first()
+        row = self.conn.execute(stmt, {"rtype": rtype, "rid": rid}).first()
+        if row is not None and (lock or not self.postgres):  # SQLite: the write transaction holds the database
+            self._rows[(rtype, rid)] = _Row(row.pk, row.version, row.deleted, row.content)
+        return row
 
     def read(self, rtype: str, rid: str) -> dict:
         """The current version; NotFound (404) or Gone (410, deleted)."""
@@ -147,8 +167,12 @@ class Transaction:
         return json.loads(row.content)
 
     # ---- writes
-    def create(self, resource: dict, if_none_exist: Optional[str] = None, rid: Optional[str] = None) -> Outcome:
-        """Create with a server id (``rid`` is for transaction entries whose id was assigned early)."""
+    def create(self, resource: dict, if_none_exist: Optional[str] = None, rid: Optional[str] = None,
+               validate: bool = True) -> Outcome:
+        """Create with a server id (``rid`` is for transaction entries whose id was assigned early).
+
+        ``validate=False`` is for resources their producer has validated already (the ingest
+        pipeline checks its bundles against the profiles before writing them)."""
         rtype = validation.resource_type(resource)
         if if_none_exist:
             found = self.match(rtype, if_none_exist)
@@ -156,10 +180,12 @@ class Transaction:
                 raise errors.PreconditionFailed(f"If-None-Exist matches {len(found)} {rtype} resources")
             if found:
                 return Outcome(self.read(rtype, found[0]), "existing", changed=False)
-        validation.validate(resource)
+        if validate:
+            validation.validate(resource)
         return self._write(rtype, rid or new_id(), resource, None, "create")
 
-    def update(self, rtype: str, rid: str, resource: dict, if_match: Optional[str] = None) -> Outcome:
+    def update(self, rtype: str, rid: str, resource: dict, if_match: Optional[str] = None,
+               validate: bool = True) -> Outcome:
         """Update, or create with the client's id; VersionConflict when ``if_match`` is not current."""
         if validation.resource_type(resource) != rtype:
             raise errors.InvalidResource(f"resourceType {resource['resourceType']} does not match {rtype}", "resourceType")
@@ -173,9 +199,11 @@ class Transaction:
             old = json.loads(current.content)
             if _without_meta_versioning(old) == _without_meta_versioning(resource):
                 return Outcome(old, "updated", changed=False)  # stored content was validated already
-            validation.validate(resource)
+            if validate:
+                validation.validate(resource)
             return self._write(rtype, rid, resource, current, "update")
-        validation.validate(resource)
+        if validate:
+            validation.validate(resource)
         return self._write(rtype, rid, resource, current, "create" if current is None else "update", "created")
 
     def conditional_update(self, rtype: str, query: str, resource: dict) -> Outcome:
@@ -187,7 +215,7 @@ class Transaction:
             if resource.get("id") not in (None, found[0]):
                 raise errors.InvalidResource(f"{rtype}.id {resource['id']!r} differs from the matched resource", f"{rtype}.id")
             return self.update(rtype, found[0], resource)
-        rid = resource.get("id") or new_id()
+        rid = resource.get("id") or self.mint(rtype)
         if resource.get("id") and self._row(rtype, rid) is not None:
             raise errors.Conflict(f"{rtype}/{rid} exists but does not match {query}")
         return self.update(rtype, rid, {**resource, "id": rid})
@@ -200,14 +228,17 @@ class Transaction:
             raise errors.NotFound(f"{rtype}/{rid} is not known")
         if current.deleted:
             return
+        self._prefetched.clear()
         now, version = self._clock(), current.version + 1
         self._drop_index(current.pk)
         self.conn.execute(update(R).where(R.c.pk == current.pk).values(
             version=version, last_updated=now, deleted=True, content=None))
+        self._rows[(rtype, rid)] = _Row(current.pk, version, True, None)
         self._versions.append(dict(res_pk=current.pk, version=version, rtype=rtype, rid=rid,
                                    last_updated=now, method="delete", content=None))
 
     def _write(self, rtype, rid, resource, current, method, status=None) -> Outcome:
+        self._prefetched.clear()  # a write may change what a criterion matches
         now = self._clock()
         version = current.version + 1 if current is not None else 1
         meta = {**(resource.get("meta") or {}), "versionId": str(version), "lastUpdated": dates.instant(now)}
@@ -222,6 +253,7 @@ class Transaction:
             if not current.deleted:
                 self._drop_index(pk)
             self.conn.execute(_UPDATE, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
+        self._rows[(rtype, rid)] = _Row(pk, version, False, content)
         self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                    method=method, content=content))
         for kind, rows in searchparams.extract(rtype, stored).items():
@@ -238,17 +270,55 @@ class Transaction:
         """Ids of current resources matching a query string (``identifier=sys|val&…``), at most ``limit``."""
         from .query import compile_query
 
+        hit = self._prefetched.pop((rtype, query), None)
+        if hit is not None:
+            return hit[:limit]
         params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
         if not params:
             raise errors.InvalidSearch("a conditional interaction needs search parameters")
         self.lock_criteria([(rtype, query)])
         self.flush()
         token = _single_token(rtype, params)
-        if token is not None:  # the usual identifier=system|value: one prepared statement
-            return list(self.conn.execute(_TOKEN_MATCH, {"rtype": rtype, "param": params[0][0], "system": token[0],
-                                                         "code": token[1], "limit": limit}).scalars())
+        if token is not None:  # the usual identifier=system|value: one prepared statement, which also
+            # locks (PostgreSQL) and reads the matched rows for the write that usually follows
+            stmt = _TOKEN_MATCH_FOR_UPDATE if self.postgres else _TOKEN_MATCH
+            rows = self.conn.execute(stmt, {"rtype": rtype, "param": params[0][0], "system": token[0],
+                                            "code": token[1], "limit": limit}).all()
+            for row in rows:
+                self._rows[(rtype, row.rid)] = _Row(row.pk, row.version, row.deleted, row.content)
+            return [row.rid for row in rows]
         q = compile_query(rtype, params, strict=True)
         return list(self.conn.execute(select(R.c.rid).where(*q.conditions).limit(limit)).scalars())
+
+    def prefetch_matches(self, criteria: list[tuple[str, str]]) -> None:
+        """Match every ``identifier=system|value``-style criterion in one statement (locking the matched
+        rows on PostgreSQL); the next ``match`` of each criterion is answered from memory. A transaction
+        Bundle's conditional entries are matched this way before any of them is written."""
+        wanted: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        for rtype, query in criteria:
+            params = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+            token = _single_token(rtype, params) if params else None
+            if token is not None:
+                wanted[(rtype, query)] = (rtype, params[0][0], token[1], token[0])
+        if len(wanted) < 2:
+            return
+        self.lock_criteria(list(wanted))
+        self.flush()
+        stmt = (select(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system, R.c.rid, R.c.pk, R.c.version, R.c.deleted,
+                       R.c.content)
+                .join(R, R.c.pk == _T.c.res_pk)
+                .where(R.c.deleted == false(),
+                       tuple_(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system).in_(sorted(set(wanted.values())))))
+        if self.postgres:
+            stmt = stmt.with_for_update(of=R)
+        found: dict[tuple, list[str]] = {}
+        for row in self.conn.execute(stmt):
+            ids = found.setdefault((row.rtype, row.param, row.code, row.system), [])
+            if row.rid not in ids:
+                ids.append(row.rid)
+            self._rows[(row.rtype, row.rid)] = _Row(row.pk, row.version, row.deleted, row.content)
+        for criterion, key in wanted.items():
+            self._prefetched[criterion] = sorted(found.get(key, ()))
 
     def lock_criteria(self, criteria: list[tuple[str, str]]) -> None:
         """PostgreSQL: serialise concurrent conditional writes on the same criteria (advisory locks,
@@ -296,11 +366,13 @@ class Transaction:
         self.flush()
         return run_search(self.conn, rtype, params, count, offset, strict)
 
-    def process_bundle(self, bundle: dict) -> dict:
-        """A transaction or batch Bundle; the response Bundle (FHIR R4 http.html#transaction)."""
+    def process_bundle(self, bundle: dict, validate: bool = True) -> dict:
+        """A transaction or batch Bundle; the response Bundle (FHIR R4 http.html#transaction).
+
+        ``validate=False``: the entries were validated by their producer (see ``create``)."""
         from .bundles import BundleProcessor
 
-        return BundleProcessor(self).process(bundle)
+        return BundleProcessor(self, validate).process(bundle)
 
     # ---- dose analytics
     def record_dose_report(self, report, summary=None, events=None) -> None:
@@ -331,12 +403,24 @@ _INSERT = insert(R).returning(R.c.pk)
 _UPDATE = update(R).where(R.c.pk == bindparam("key"))
 _T = INDEX_TABLES["token"]
 _TOKEN_MATCH = (
-    select(R.c.rid)
+    select(R.c.rid, R.c.pk, R.c.version, R.c.deleted, R.c.content)
     .where(R.c.rtype == bindparam("rtype"), R.c.deleted == false(),
            R.c.pk.in_(select(_T.c.res_pk).where(_T.c.rtype == bindparam("rtype"), _T.c.param == bindparam("param"),
                                                 _T.c.code == bindparam("code"), _T.c.system == bindparam("system"))))
     .limit(bindparam("limit"))
 )
+_TOKEN_MATCH_FOR_UPDATE = _TOKEN_MATCH.with_for_update(of=R)
+_DELETE_STALE_PG = text("WITH " + ", ".join(
+    f"d_{kind} AS (DELETE FROM {table.name} WHERE res_pk = ANY(:pks))" for kind, table in INDEX_TABLES.items())
+    + " SELECT 1")
+
+
+class _Row(NamedTuple):
+    """A current ``resource`` row as this transaction knows it."""
+    pk: int
+    version: int
+    deleted: bool
+    content: Optional[str]
 
 
 def _single_token(rtype: str, params: list[tuple[str, str]]) -> Optional[tuple[str, str]]:
