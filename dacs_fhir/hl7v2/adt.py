@@ -15,7 +15,7 @@ from typing import Optional
 import hl7
 
 from ..codes import SYS_LOINC, SYS_OBS_CATEGORY, SYS_UCUM
-from .datatypes import GENDER, SID_BASE, address, fhir_date, fhir_datetime, full_url, human_name, identifier_cx
+from .datatypes import GENDER, SID_BASE, address, fhir_date, fhir_datetime, full_url, human_name, identifier_criterion, identifier_cx
 from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, ContentError, Location
 from .message import Inbound
 
@@ -117,7 +117,7 @@ def updated_entry(resource: dict) -> dict:
     return {
         "fullUrl": full_url(ident["system"], ident["value"], rtype),
         "resource": resource,
-        "request": {"method": "PUT", "url": f"{rtype}?identifier={ident['system']}|{ident['value']}"},
+        "request": {"method": "PUT", "url": f"{rtype}?{identifier_criterion(ident['system'], ident['value'])}"},
     }
 
 
@@ -128,7 +128,7 @@ def created_entry(resource: dict) -> dict:
     return {
         "fullUrl": full_url(ident["system"], ident["value"], rtype),
         "resource": resource,
-        "request": {"method": "POST", "url": rtype, "ifNoneExist": f"identifier={ident['system']}|{ident['value']}"},
+        "request": {"method": "POST", "url": rtype, "ifNoneExist": identifier_criterion(ident["system"], ident["value"])},
     }
 
 

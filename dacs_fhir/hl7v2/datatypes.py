@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Optional
 from urllib.parse import quote
 
 import hl7
 
 from ..codes import SYS_V2_0203, scheme_system
+from ..mappers.fhir_datatypes import full_url, identifier_criterion  # noqa: F401  (shared with the DICOM mapping)
 from .errors import DATA_TYPE_ERROR, ContentError, Location
 from .message import Inbound
 
@@ -53,9 +53,7 @@ def authority_system(namespace: str, universal_id: str = "", universal_type: str
     return f"{SID_BASE}/{kind}"
 
 
-def full_url(system: str, value: str, rtype: str) -> str:
-    """Deterministic ``urn:uuid`` for a resource of ``rtype`` known by ``system|value``."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{rtype}|{system}|{value}')}"
+
 
 
 def identifier_cx(inb: Inbound, seg: hl7.Segment, fld: int, rep: int, kind: str = PATIENT_ID) -> Optional[dict]:

@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from ..inbox import DONE, FAILED, Inbox
 from .ack import acknowledge, encode_ack
 from .adt import patient_bundle, prior_identifiers
+from .datatypes import identifier_criterion
 from .errors import DATA_TYPE_ERROR, DUPLICATE_KEY, UNKNOWN_KEY_IDENTIFIER, UNSUPPORTED_EVENT_CODE, UNSUPPORTED_MESSAGE_TYPE, ContentError, Hl7Error, Location, MessageRejected
 from .message import Inbound, header_fields
 from .orders import order_bundle
@@ -61,8 +62,10 @@ def _search_all(tx, rtype: str, params: list[tuple[str, str]]) -> list[dict]:
             return out
 
 
-def _identifier_query(ids: list[dict]) -> str:
-    return ",".join(f"{i['system']}|{i['value']}" for i in ids)
+def _patients_by_identifier(tx, ids: list[dict]) -> list[dict]:
+    """Current Patients holding any of ``ids`` (one indexed match; the rows come with it)."""
+    query = "identifier=" + ",".join(identifier_criterion(i["system"], i["value"]).partition("=")[2] for i in ids)
+    return [tx.read("Patient", rid) for rid in tx.match("Patient", query, limit=100)]
 
 
 def _merged_patient(existing: dict, new: dict) -> dict:
@@ -146,7 +149,7 @@ class Receiver:
         """Apply a mapped transaction; the Patient entry updates an existing Patient found by any identifier."""
         entry = bundle["entry"][0]
         patient = entry["resource"]
-        found = _search_all(tx, "Patient", [("identifier", _identifier_query(patient["identifier"]))])
+        found = _patients_by_identifier(tx, patient["identifier"])
         if found:
             target = next((p for p in found if p.get("active", True)), found[0])
             entry["resource"] = _merged_patient(target, patient)
@@ -170,7 +173,7 @@ class Receiver:
         survivor = _location_ref(response["entry"][0])
         if not survivor:
             raise ContentError("surviving patient not stored", UNKNOWN_KEY_IDENTIFIER, Location("PID", 1, 3, 1, 1))
-        olds = [p for p in _search_all(tx, "Patient", [("identifier", _identifier_query(prior))]) if f"Patient/{p['id']}" != survivor]
+        olds = [p for p in _patients_by_identifier(tx, prior) if f"Patient/{p['id']}" != survivor]
         if not olds:
             log.info("ADT^A40 %s: prior patient not known here, nothing to merge", inb.control_id)
             return

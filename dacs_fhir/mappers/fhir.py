@@ -14,12 +14,12 @@ The resources are built in :mod:`.fhir_participants` (context) and :mod:`.fhir_o
 from __future__ import annotations
 
 from typing import Optional
-from urllib.parse import quote
 
 from .. import codes as c
 from ..domain import DoseReport
 from ..errors import MappingError
 from .fhir_datatypes import (
+    identifier_criterion,
     COUNTS,
     DATA_ABSENT_UNKNOWN,
     EXT_TARGET_SITE,
@@ -103,7 +103,7 @@ class _Builder:
 
     def entry(self, resource: dict, update: Optional[bool] = None) -> dict:
         rtype, key = resource["resourceType"], resource["identifier"][0]
-        query = "identifier=" + quote(f"{key['system']}|{key['value']}", safe=":/|")
+        query = identifier_criterion(key["system"], key["value"])
         put = self.update if update is None else update
         request = {"method": "PUT", "url": f"{rtype}?{query}"} if put else {"method": "POST", "url": rtype, "ifNoneExist": query}
         return {"fullUrl": full_url(key["system"], key["value"], rtype), "resource": resource, "request": request}

@@ -41,6 +41,14 @@ def full_url(system: str, value: str, rtype: str) -> str:
     return f"urn:uuid:{uuid5(f'{rtype}|{system}|{value}')}"
 
 
+def identifier_criterion(system: str, value: str) -> str:
+    r"""``identifier=system|value`` as a conditional-interaction query: the value escaped for FHIR search
+    (``\\``, ``\|``, ``\,``, ``\$``; R4 search.html#escaping), then URL-encoded, so identifiers with
+    any characters match exactly one token."""
+    escaped = value.replace("\\", "\\\\").replace("|", "\\|").replace(",", "\\,").replace("$", "\\$")
+    return "identifier=" + quote(system, safe=":/") + "|" + quote(escaped, safe=":/")
+
+
 def uuid5(name: str) -> str:
     """RFC 4122 name-based (SHA-1) UUID in the URL namespace, as ``uuid.uuid5`` but without its object overhead."""
     b = bytearray(hashlib.sha1(_URL_NS + name.encode("utf-8")).digest()[:16])

@@ -265,12 +265,12 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _split_pipe(text: str) -> list[str]:
+def split_pipe(text: str) -> list[str]:
     return [_unescape(t) for t in re.split(r"(?<!\\)\|", text)]
 
 
 def _token_condition(system_col, code_col, value: str) -> ColumnElement:
-    parts = _split_pipe(value)
+    parts = split_pipe(value)
     if len(parts) == 1:
         return code_col == parts[0]
     system, code = parts[0], "|".join(parts[1:])
@@ -308,7 +308,7 @@ def _date_condition(low, high, value: str, point: bool = False) -> ColumnElement
 
 
 def _quantity_condition(value_col, system_col, code_col, value: str) -> ColumnElement:
-    parts = _split_pipe(value)
+    parts = split_pipe(value)
     prefix, number_text = _prefix(parts[0])
     system = parts[1] if len(parts) > 1 and parts[1] else None
     code = parts[2] if len(parts) > 2 and parts[2] else None

@@ -288,7 +288,7 @@ class Transaction:
                 self._rows[(rtype, row.rid)] = _Row(row.pk, row.version, row.deleted, row.content)
             return [row.rid for row in rows]
         q = compile_query(rtype, params, strict=True)
-        return list(self.conn.execute(select(R.c.rid).where(*q.conditions).limit(limit)).scalars())
+        return list(self.conn.execute(select(R.c.rid).where(*q.conditions).order_by(R.c.pk).limit(limit)).scalars())
 
     def prefetch_matches(self, criteria: list[tuple[str, str]]) -> None:
         """Match every ``identifier=system|value``-style criterion in one statement (locking the matched
@@ -407,6 +407,7 @@ _TOKEN_MATCH = (
     .where(R.c.rtype == bindparam("rtype"), R.c.deleted == false(),
            R.c.pk.in_(select(_T.c.res_pk).where(_T.c.rtype == bindparam("rtype"), _T.c.param == bindparam("param"),
                                                 _T.c.code == bindparam("code"), _T.c.system == bindparam("system"))))
+    .order_by(R.c.pk)  # oldest first, as a search without _sort
     .limit(bindparam("limit"))
 )
 _TOKEN_MATCH_FOR_UPDATE = _TOKEN_MATCH.with_for_update(of=R)
@@ -424,14 +425,23 @@ class _Row(NamedTuple):
 
 
 def _single_token(rtype: str, params: list[tuple[str, str]]) -> Optional[tuple[str, str]]:
-    """(system, code) when the query is one ``token=system|code`` parameter without escapes or modifiers."""
+    """(system, code) when the query is one ``token=system|code`` parameter: one value, no modifier
+    (escapes read as ``query.compile_query`` reads them)."""
+    from .query import split_pipe, split_values
+
     if len(params) != 1:
         return None
     name, value = params[0]
     p = searchparams.param(rtype, name)
-    if p is None or p.type != "token" or "\\" in value or "," in value or value.count("|") != 1:
+    if p is None or p.type != "token":
         return None
-    system, code = value.split("|")
+    values = split_values(value)
+    if len(values) != 1:
+        return None
+    parts = split_pipe(values[0])
+    if len(parts) < 2:
+        return None
+    system, code = parts[0], "|".join(parts[1:])
     return (system, code) if system and code else None
 
 
