@@ -7,13 +7,15 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import NamedTuple, Optional
 from urllib.parse import parse_qsl
 
-from sqlalchemy import bindparam, delete, false, func, insert, select, text, tuple_, update
+from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from . import dates, errors, searchparams, validation
+from .raw import Statement
 from .models import INDEX_TABLES, resource as R, resource_version as V
 
 
@@ -112,10 +114,10 @@ class Transaction:
         if self._stale:
             stale, self._stale = sorted(self._stale), set()
             if self.postgres:  # one round trip: data-modifying CTEs, one per index table
-                self.conn.execute(_DELETE_STALE_PG, {"pks": stale})
+                _DELETE_STALE_PG.execute(self.conn, {"pks": stale})
             else:
-                for table in INDEX_TABLES.values():
-                    self.conn.execute(delete(table).where(table.c.res_pk.in_(stale)))
+                for stmt in _DELETE_STALE:
+                    stmt.executemany(self.conn, [{"pk": pk} for pk in stale])
         if self._versions:
             rows, self._versions = self._versions, []
             self._insert(V, rows)
@@ -124,10 +126,10 @@ class Transaction:
             self._insert(INDEX_TABLES[kind], rows)
 
     def _insert(self, table, rows: list[dict]) -> None:
-        """executemany: pipelined by psycopg, native in sqlite3; the statement compiles once."""
+        """executemany: pipelined by psycopg, native in sqlite3."""
         if rows:
-            keys = list(table.c.keys())
-            self.conn.execute(insert(table), [{k: r.get(k) for k in keys} for r in rows])
+            stmt = _INSERTS[table.name]
+            stmt.executemany(self.conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
 
     # ---- reads
     def mint(self, rtype: str) -> str:
@@ -140,9 +142,10 @@ class Transaction:
         if (rtype, rid) in self._rows:
             return self._rows[(rtype, rid)]
         stmt = _ROW_FOR_UPDATE if lock and self.postgres else _ROW
-        row = self.conn.execute(stmt, {"rtype": rtype, "rid": rid}).first()
+        found = stmt.execute(self.conn, {"rtype": rtype, "rid": rid}).fetchone()
+        row = _Row(*found) if found is not None else None
         if row is not None and (lock or not self.postgres):  # SQLite: the write transaction holds the database
-            self._rows[(rtype, rid)] = _Row(row.pk, row.version, row.deleted, row.content)
+            self._rows[(rtype, rid)] = row
         return row
 
     def read(self, rtype: str, rid: str) -> dict:
@@ -246,13 +249,13 @@ class Transaction:
         stored = {"resourceType": rtype, "id": rid, "meta": meta, **body}
         content = _dump(stored)
         if current is None:
-            pk = self.conn.execute(_INSERT, dict(rtype=rtype, rid=rid, version=version, last_updated=now,
-                                                 deleted=False, content=content)).scalar_one()
+            pk = _INSERT.execute(self.conn, dict(rtype=rtype, rid=rid, version=version, last_updated=now,
+                                                 deleted=False, content=content)).fetchone()[0]
         else:
             pk = current.pk
             if not current.deleted:
                 self._drop_index(pk)
-            self.conn.execute(_UPDATE, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
+            _UPDATE.execute(self.conn, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
         self._rows[(rtype, rid)] = _Row(pk, version, False, content)
         self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                    method=method, content=content))
@@ -282,11 +285,11 @@ class Transaction:
         if token is not None:  # the usual identifier=system|value: one prepared statement, which also
             # locks (PostgreSQL) and reads the matched rows for the write that usually follows
             stmt = _TOKEN_MATCH_FOR_UPDATE if self.postgres else _TOKEN_MATCH
-            rows = self.conn.execute(stmt, {"rtype": rtype, "param": params[0][0], "system": token[0],
-                                            "code": token[1], "limit": limit}).all()
-            for row in rows:
-                self._rows[(rtype, row.rid)] = _Row(row.pk, row.version, row.deleted, row.content)
-            return [row.rid for row in rows]
+            rows = stmt.execute(self.conn, {"rtype": rtype, "param": params[0][0], "system": token[0],
+                                            "code": token[1], "limit": limit}).fetchall()
+            for rid, *row in rows:
+                self._rows[(rtype, rid)] = _Row(*row)
+            return [row[0] for row in rows]
         q = compile_query(rtype, params, strict=True)
         return list(self.conn.execute(select(R.c.rid).where(*q.conditions).order_by(R.c.pk).limit(limit)).scalars())
 
@@ -304,19 +307,15 @@ class Transaction:
             return
         self.lock_criteria(list(wanted))
         self.flush()
-        stmt = (select(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system, R.c.rid, R.c.pk, R.c.version, R.c.deleted,
-                       R.c.content)
-                .join(R, R.c.pk == _T.c.res_pk)
-                .where(R.c.deleted == false(),
-                       tuple_(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system).in_(sorted(set(wanted.values())))))
-        if self.postgres:
-            stmt = stmt.with_for_update(of=R)
+        keys = sorted(set(wanted.values()))
+        values = {f"{name}{i}": v for i, key in enumerate(keys) for name, v in zip("tpcs", key)}
         found: dict[tuple, list[str]] = {}
-        for row in self.conn.execute(stmt):
-            ids = found.setdefault((row.rtype, row.param, row.code, row.system), [])
-            if row.rid not in ids:
-                ids.append(row.rid)
-            self._rows[(row.rtype, row.rid)] = _Row(row.pk, row.version, row.deleted, row.content)
+        for rtype, param, code, system, rid, *row in _prefetch_statement(len(keys), self.postgres).execute(
+                self.conn, values).fetchall():
+            ids = found.setdefault((rtype, param, code, system), [])
+            if rid not in ids:
+                ids.append(rid)
+            self._rows[(rtype, rid)] = _Row(*row)
         for criterion, key in wanted.items():
             self._prefetched[criterion] = sorted(found.get(key, ()))
 
@@ -395,14 +394,18 @@ class Transaction:
         keep_report(self.conn, report)
 
 
-# hot statements built once (SQLAlchemy caches their compiled form; psycopg prepares them)
-_ROW = (select(R.c.pk, R.c.version, R.c.deleted, R.c.content)
-        .where(R.c.rtype == bindparam("rtype"), R.c.rid == bindparam("rid")))
-_ROW_FOR_UPDATE = _ROW.with_for_update()
-_INSERT = insert(R).returning(R.c.pk)
-_UPDATE = update(R).where(R.c.pk == bindparam("key"))
+# hot statements, compiled once per dialect and run on the DBAPI cursor (raw.py); psycopg prepares them
+_ROW_SELECT = (select(R.c.pk, R.c.version, R.c.deleted, R.c.content)
+               .where(R.c.rtype == bindparam("rtype"), R.c.rid == bindparam("rid")))
+_ROW = Statement(_ROW_SELECT)
+_ROW_FOR_UPDATE = Statement(_ROW_SELECT.with_for_update())
+_RESOURCE_KEYS = ["rtype", "rid", "version", "last_updated", "deleted", "content"]
+_INSERT = Statement(insert(R).returning(R.c.pk), _RESOURCE_KEYS)
+_UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
+_INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
+_DELETE_STALE = [Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for t in INDEX_TABLES.values()]
 _T = INDEX_TABLES["token"]
-_TOKEN_MATCH = (
+_TOKEN_SELECT = (
     select(R.c.rid, R.c.pk, R.c.version, R.c.deleted, R.c.content)
     .where(R.c.rtype == bindparam("rtype"), R.c.deleted == false(),
            R.c.pk.in_(select(_T.c.res_pk).where(_T.c.rtype == bindparam("rtype"), _T.c.param == bindparam("param"),
@@ -410,10 +413,24 @@ _TOKEN_MATCH = (
     .order_by(R.c.pk)  # oldest first, as a search without _sort
     .limit(bindparam("limit"))
 )
-_TOKEN_MATCH_FOR_UPDATE = _TOKEN_MATCH.with_for_update(of=R)
-_DELETE_STALE_PG = text("WITH " + ", ".join(
+_TOKEN_MATCH = Statement(_TOKEN_SELECT)
+_TOKEN_MATCH_FOR_UPDATE = Statement(_TOKEN_SELECT.with_for_update(of=R))
+_DELETE_STALE_PG = Statement(text("WITH " + ", ".join(
     f"d_{kind} AS (DELETE FROM {table.name} WHERE res_pk = ANY(:pks))" for kind, table in INDEX_TABLES.items())
-    + " SELECT 1")
+    + " SELECT 1"))
+
+
+@lru_cache(maxsize=64)
+def _prefetch_statement(n: int, for_update: bool) -> Statement:
+    """Current rows matching any of ``n`` (rtype, param, code, system) tokens, bound as t0, p0, c0, s0, …:
+    an OR of equalities, not a row-value IN, so each term is an index lookup on SQLite too."""
+    stmt = (select(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system, R.c.rid, R.c.pk, R.c.version, R.c.deleted,
+                   R.c.content)
+            .join(R, R.c.pk == _T.c.res_pk)
+            .where(R.c.deleted == false(),
+                   or_(*(and_(_T.c.rtype == bindparam(f"t{i}"), _T.c.param == bindparam(f"p{i}"),
+                              _T.c.code == bindparam(f"c{i}"), _T.c.system == bindparam(f"s{i}")) for i in range(n)))))
+    return Statement(stmt.with_for_update(of=R) if for_update else stmt)
 
 
 class _Row(NamedTuple):

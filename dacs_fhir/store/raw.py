@@ -1,0 +1,65 @@
+"""The store's hot statements, run straight on the DBAPI cursor.
+
+Every resource write runs the same handful of statements (read the current row, insert or update
+it, insert its version and index rows). Through ``Connection.execute`` each call costs SQLAlchemy's
+per-execution work (cache key, parameter processing, result wrapping): about 45 µs on SQLite and
+130 µs on PostgreSQL measured here, more than SQLite needs to run the statement itself. A
+:class:`Statement` is compiled by SQLAlchemy once per dialect; afterwards only its bind processors
+run (datetimes and booleans as SQLite stores them), and the cursor does the rest. psycopg prepares
+a statement on the server after a few executions, and pipelines ``executemany``.
+
+Used inside a transaction begun by SQLAlchemy, on the same DBAPI connection.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Sequence
+
+from sqlalchemy.engine import Connection
+
+
+class Statement:
+    """One SQLAlchemy Core statement, compiled once per dialect, executed on the DBAPI cursor."""
+
+    __slots__ = ("stmt", "keys", "_compiled")
+    # per dialect: (SQL, positional parameter names or None, bind processors, values of literal binds)
+
+    def __init__(self, stmt, keys: Optional[Sequence[str]] = None):
+        self.stmt = stmt
+        self.keys = list(keys) if keys is not None else None  # the columns of an INSERT, in order
+        self._compiled: dict[str, tuple[str, Optional[list[str]], dict, dict]] = {}
+
+    def _for(self, conn: Connection) -> tuple[str, Optional[list[str]], dict, dict]:
+        dialect = conn.dialect
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            c = self.stmt.compile(dialect=dialect, column_keys=self.keys)
+            processors = {k: p for k, p in c._bind_processors.items() if p is not None}
+            names = list(c.positiontup) if c.positional else None
+            # binds SQLAlchemy made for literals (e.g. ``deleted = false``), with their values
+            literals = {name: b.value for b, name in c.bind_names.items() if b.value is not None and not b.required}
+            compiled = self._compiled[dialect.name] = (c.string, names, processors, literals)
+        return compiled
+
+    @staticmethod
+    def _params(compiled, values: dict) -> Any:
+        _sql, names, processors, literals = compiled
+        if literals:
+            values = {**literals, **values}
+        if names is not None:  # qmark (sqlite3)
+            return tuple(processors[n](values[n]) if n in processors else values[n] for n in names)
+        if processors:
+            return {k: (processors[k](v) if k in processors else v) for k, v in values.items()}
+        return values
+
+    def execute(self, conn: Connection, values: dict):
+        """Run once; returns the DBAPI cursor (``fetchone`` / ``fetchall`` give plain tuples)."""
+        compiled = self._for(conn)
+        cursor = conn.connection.dbapi_connection.cursor()
+        cursor.execute(compiled[0], self._params(compiled, values))
+        return cursor
+
+    def executemany(self, conn: Connection, rows: Iterable[dict]) -> None:
+        compiled = self._for(conn)
+        params = [self._params(compiled, r) for r in rows]
+        if params:
+            conn.connection.dbapi_connection.cursor().executemany(compiled[0], params)
