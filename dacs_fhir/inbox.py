@@ -101,19 +101,21 @@ class Inbox:
             raise ValueError("empty inbox key")
         return key
 
-    def put(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None) -> InboxItem:
+    def put(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None,
+            new: bool = False) -> InboxItem:
         """Store ``data`` durably and return its item (status ``pending``).
 
         The same key again replaces the bytes and resets the state to pending
         (a modality re-sending a corrected object); identical bytes keep their
-        attempts count.
+        attempts count. ``new=True``, for a caller that marks the item at once (the HL7 receiver): no
+        earlier state is read (attempts restart) and none is written, as raw bytes without a state are pending.
         """
         digest = hashlib.sha256(data).hexdigest()
         key = self.safe_key(key or digest)
         raw, state = self._paths(kind, key)
         try:
             raw.parent.mkdir(parents=True, exist_ok=True)
-            previous = self._read_state(state)
+            previous = None if new else self._read_state(state)
             _atomic_write(raw, data, self.durable)
             now = time.time()
             item = InboxItem(
@@ -127,7 +129,8 @@ class Inbox:
                 meta=dict(meta or {}),
                 attempts=previous.attempts if previous and previous.sha256 == digest else 0,
             )
-            self._write_state(state, item)
+            if not new:
+                self._write_state(state, item)
         except OSError as exc:
             raise InboxError(f"inbox write failed: {exc.strerror or exc}") from exc
         return item
@@ -161,11 +164,12 @@ class Inbox:
         kind, _, key = item_id.partition("/")
         return self._paths(kind, key)[0]
 
-    def mark(self, item_id: str, status: str, reason: str = "", **meta) -> InboxItem:
-        """Record the outcome of processing (``done`` or ``failed`` with a one-line reason)."""
+    def mark(self, item_id: str, status: str, reason: str = "", item: Optional[InboxItem] = None, **meta) -> InboxItem:
+        """Record the outcome of processing (``done`` or ``failed`` with a one-line reason); ``item``: the
+        item as ``put`` returned it, when nothing else has changed it since (saves reading its state)."""
         if status not in STATUSES:
             raise ValueError(status)
-        item = self.get(item_id)
+        item = self.get(item_id) if item is None else item
         item.status = status
         item.reason = reason.splitlines()[0][:500] if reason else ""
         item.updated = time.time()
