@@ -114,6 +114,8 @@ class Pipeline:
 
         mine = report_json.dump(report)
         with self.store.transaction() as tx:
+            # objects of one study are merged one at a time, whatever the number of workers
+            tx.lock([f"dose-study:{report.study.instance_uid}"])
             kept = tx.dose_reports_for_study(report.study.instance_uid)
             if mine in kept:
                 return Outcome(DUPLICATE, study_uid=report.study.instance_uid)

@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
 from celery import Celery
+from celery.signals import worker_process_init
 
 from .config import Settings
 
@@ -83,6 +84,13 @@ def process_inbox_item(self, item_id: str) -> str:
         return current_pipeline().process(item_id).status
     except TransientError as exc:
         raise self.retry(exc=exc)
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs) -> None:
+    """A prefork pool child must not share the parent's database connections (SQLAlchemy pooling docs)."""
+    if _pipeline is not None:
+        _pipeline.store.engine.dispose(close=False)
 
 
 def register_task_modules() -> None:

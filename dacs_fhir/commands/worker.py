@@ -1,6 +1,7 @@
 """``dacs-fhir worker``: a Celery worker for the configured broker (DACS_BROKER_URL)."""
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -17,7 +18,8 @@ def run(args) -> int:
     recovered = tasks.current_pipeline().recover_pending()
     if recovered:
         print(f"worker: re-enqueued {recovered} pending inbox items", file=sys.stderr)
-    argv = ["worker", f"--loglevel={args.loglevel}", f"--concurrency={args.concurrency}", "--pool", args.pool]
+    concurrency = args.concurrency or (os.cpu_count() or 1 if args.pool != "solo" else 1)
+    argv = ["worker", f"--loglevel={args.loglevel}", f"--concurrency={concurrency}", "--pool", args.pool]
     if args.hostname:
         argv += ["--hostname", args.hostname]
     tasks.celery_app.worker_main(argv)
@@ -26,8 +28,10 @@ def run(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("worker", help="run a Celery worker (production: PostgreSQL + Redis/RabbitMQ)")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--pool", default="solo", choices=("solo", "prefork", "threads"))
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="processes (prefork) or threads; default: one per CPU core (solo: 1)")
+    p.add_argument("--pool", default="prefork", choices=("solo", "prefork", "threads"),
+                   help="prefork (default): objects of different studies are mapped and stored in parallel")
     p.add_argument("--loglevel", default="INFO")
     p.add_argument("--hostname", help="worker node name")
     p.set_defaults(func=run)

@@ -322,10 +322,15 @@ class Transaction:
     def lock_criteria(self, criteria: list[tuple[str, str]]) -> None:
         """PostgreSQL: serialise concurrent conditional writes on the same criteria (advisory locks,
         taken in one statement and in key order so two transactions cannot deadlock on them)."""
+        self.lock([f"{t}?{q}" for t, q in criteria])
+
+    def lock(self, names: list[str]) -> None:
+        """PostgreSQL: transaction-scoped advisory locks on ``names`` (one statement, in key order);
+        SQLite needs none, its write transactions are serial."""
         if not self.postgres:
             return
-        keys = sorted({int.from_bytes(hashlib.sha1(f"{t}?{q}".encode()).digest()[:8], "big", signed=True)
-                       for t, q in criteria} - self._locked)
+        keys = sorted({int.from_bytes(hashlib.sha1(n.encode()).digest()[:8], "big", signed=True) for n in names}
+                      - self._locked)
         if keys:
             self.conn.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
                               {"keys": keys})
