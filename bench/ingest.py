@@ -40,7 +40,8 @@ def dcmtk_storescu() -> str:
 def make_copies(corpus: Path, n: int, folder: Path) -> int:
     """``n`` RDSR files in ``folder``, cycling through the corpus' X-ray RDSRs; returns total bytes."""
     import pydicom
-    from pydicom.uid import generate_uid
+
+    from dacs_fhir.samples import renew_uids
 
     sources = []
     for p in sorted((corpus / "rdsr").glob("*.dcm")):
@@ -50,23 +51,11 @@ def make_copies(corpus: Path, n: int, folder: Path) -> int:
     total = 0
     for i in range(n):
         ds = sources[i % len(sources)]
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
-        _renew_event_uids(ds, generate_uid)
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        renew_uids(ds)
         path = folder / f"{i:06d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         total += path.stat().st_size
     return total
-
-
-def _renew_event_uids(ds, generate_uid) -> None:
-    """A fresh Irradiation Event UID (DCM 113769, TID 10003 / 10013) in every event of the copy:
-    events of different studies never share a UID."""
-    for item in ds.get("ContentSequence", []):
-        name = item.get("ConceptNameCodeSequence")
-        if item.get("ValueType") == "UIDREF" and name and name[0].get("CodeValue") == "113769":
-            item.UID = generate_uid()
-        _renew_event_uids(item, generate_uid)
 
 
 def send(storescu: str, port: int, folder: Path) -> float:

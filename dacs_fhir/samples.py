@@ -128,6 +128,25 @@ def _new_uid(role: str) -> str:
     return generate_uid(entropy_srcs=[_seed, role]) if _seed else generate_uid()
 
 
+def renew_uids(ds: Dataset) -> Dataset:
+    """``ds`` made a new study in place (benchmarks and load tests): fresh study, series and SOP instance
+    UIDs, and a fresh Irradiation Event UID (DCM 113769, TID 10003 / 10013) in every event, so copies
+    of one vendor object never share an event."""
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    if getattr(ds, "file_meta", None) is not None:
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    _renew_event_uids(ds)
+    return ds
+
+
+def _renew_event_uids(ds: Dataset) -> None:
+    for item in ds.get("ContentSequence", []):
+        name = item.get("ConceptNameCodeSequence")
+        if item.get("ValueType") == "UIDREF" and name and name[0].get("CodeValue") == "113769":
+            item.UID = generate_uid()
+        _renew_event_uids(item)
+
+
 def _header(sop_class: str, charset: Optional[str] = "ISO_IR 100") -> Dataset:
     ds = Dataset()
     if charset:

@@ -46,15 +46,19 @@ class Query:
     # (when not, counting is an index-only intersection)
     index_rows: list = field(default_factory=list)
     resource_level: bool = False
+    # the search is one date range on a single-valued parameter: its index rows as (res_pk, low, high),
+    # one per match, so a page is the first rows in index order and needs no de-duplication
+    date_rows: Optional[Select] = None
 
 
 def compile_query(rtype: str, params: list[tuple[str, str]], strict: bool = False) -> Query:
     """Compile raw (name, value) query pairs for a search on ``rtype``."""
     q = Query(conditions=[R.c.rtype == rtype, R.c.deleted == false()])
     params, ranges = _date_ranges(rtype, params)
-    for rows in ranges:
+    for rows, ordered in ranges:
         q.conditions.append(R.c.pk.in_(rows))
         q.index_rows.append(rows)
+        q.date_rows = ordered
     for name, value in params:
         base = name.split(":", 1)[0]
         if name in CONTROL or base in ("_include", "_revinclude"):
@@ -72,6 +76,8 @@ def compile_query(rtype: str, params: list[tuple[str, str]], strict: bool = Fals
             q.resource_level = True
         else:
             q.index_rows.append(rows)
+    if len(q.index_rows) != 1 or q.resource_level:
+        q.date_rows = None
     return q
 
 
@@ -179,8 +185,10 @@ def _date_ranges(rtype: str, params: list[tuple[str, str]]):
     table = INDEX_TABLES["date"]
     for name, values in groups.items():
         p = searchparams.param(rtype, name)
-        base = select(table.c.res_pk).where(table.c.rtype == rtype, _param_is(table, p))
-        conditions.append(_date_rows(table, base, values))
+        where = (table.c.rtype == rtype, _param_is(table, p))
+        rows = _date_rows(table, select(table.c.res_pk).where(*where), values)
+        ordered = _date_rows(table, select(table.c.res_pk, table.c.low, table.c.high).where(*where), values) if p.single else None
+        conditions.append((rows, ordered))
     return rest, conditions
 
 

@@ -33,6 +33,14 @@ def run_search(conn: Connection, rtype: str, params: list[tuple[str, str]], coun
         return SearchResult(_count(conn, q), warnings=q.warnings)
     if not count:
         rows = []
+    elif not q.sort and q.date_rows is not None:
+        # one date range: the first rows in (low, high, res_pk) order, which is the order of the date
+        # index, so the database reads one page of index entries instead of sorting every match
+        sub = q.date_rows.subquery()
+        page = list(conn.execute(select(sub.c.res_pk).order_by(sub.c.low, sub.c.high, sub.c.res_pk)
+                                 .limit(count).offset(offset)).scalars())
+        found = {r.pk: r for r in conn.execute(select(R.c.pk, R.c.rid, R.c.content).where(R.c.pk.in_(page)))}
+        rows = [found[pk] for pk in page if pk in found]
     elif not q.sort and _index_only(q):
         # page of ids from the index tables alone, then the content of just that page
         page = list(conn.execute(_index_pks(q).order_by("res_pk").limit(count).offset(offset)).scalars())
@@ -66,7 +74,10 @@ def run_search(conn: Connection, rtype: str, params: list[tuple[str, str]], coun
 def _count(conn: Connection, q, limit: Optional[int] = None) -> int:
     """Number of matches (at most ``limit``); from the index tables alone when they suffice
     (index rows exist only for current versions, so they need no resource-table check)."""
-    if _index_only(q):
+    if q.date_rows is not None:  # one index row per match: nothing to de-duplicate
+        sub = q.date_rows.subquery()
+        pks = select(sub.c.res_pk)
+    elif _index_only(q):
         pks = _index_pks(q)
     else:
         pks = select(R.c.pk).where(*q.conditions)

@@ -25,6 +25,7 @@ class SearchParam:
     # so the same value is not indexed twice; ``kind`` is then the index table holding them
     stored_as: tuple[str, ...] = ()
     kind: str = ""
+    single: bool = False  # one index row per resource at most (a date element of cardinality 0..1)
 
     @property
     def table_kind(self) -> str:
@@ -36,8 +37,8 @@ class SearchParam:
 
 
 def _p(name: str, type_: str, *paths: str, targets: tuple[str, ...] = (), stored_as: tuple[str, ...] = (),
-       kind: str = "") -> SearchParam:
-    return SearchParam(name, type_, paths, targets, stored_as, kind)
+       kind: str = "", single: bool = False) -> SearchParam:
+    return SearchParam(name, type_, paths, targets, stored_as, kind, single)
 
 
 COMMON = {p.name: p for p in (
@@ -59,7 +60,7 @@ PARAMS: dict[str, dict[str, SearchParam]] = {rtype: {p.name: p for p in params} 
         _p("focus", "reference", "focus"),
         _p("has-member", "reference", "hasMember"),
         _p("derived-from", "reference", "derivedFrom"),
-        _p("date", "date", "effective[x]"),
+        _p("date", "date", "effective[x]", single=True),
         _p("category", "token", "category"),
         _p("status", "token", "status"),
         _p("code-value-quantity", "composite", "code$valueQuantity"),
@@ -75,7 +76,7 @@ PARAMS: dict[str, dict[str, SearchParam]] = {rtype: {p.name: p for p in params} 
         _p("family", "string", "name.family"),
         _p("given", "string", "name.given"),
         _p("name", "string", "name"),
-        _p("birthdate", "date", "birthDate"),
+        _p("birthdate", "date", "birthDate", single=True),
         _p("gender", "token", "gender"),
         _p("link", "reference", "link.other"),
     ],
@@ -83,7 +84,7 @@ PARAMS: dict[str, dict[str, SearchParam]] = {rtype: {p.name: p for p in params} 
         _p("identifier", "token", "identifier"),
         _p("patient", "reference", "subject", targets=("Patient",), stored_as=("subject",)),
         _p("subject", "reference", "subject"),
-        _p("started", "date", "started"),
+        _p("started", "date", "started", single=True),
         _p("modality", "token", "series.modality"),
         _p("basedon", "reference", "basedOn"),
     ],

@@ -224,3 +224,32 @@ def test_total_is_left_out_beyond_the_count_limit_unless_asked(db, monkeypatch):
         assert tx.search("Observation", [("status", "final"), ("_summary", "count")]).total == 3
         assert tx.search("Observation", [("status", "final"), ("_total", "none")]).total is None
         assert tx.search("Observation", [("status", "final")], count=5).total == 3  # all on the first page
+
+
+def test_date_range_pages_in_date_order_without_gaps(tmp_path):
+    """One date range on a single-valued parameter pages through the date index in (low, high, id) order:
+    every match once across pages, wide (Period) and narrow rows merged, total exact."""
+    s = Store(f"sqlite:///{tmp_path / 'dates.db'}")
+    s.upgrade()
+    with s.transaction() as tx:
+        for day in (9, 3, 7, 1, 5, 2, 8, 4, 6):
+            tx.create({"resourceType": "Observation", "status": "final", "code": {"text": f"d{day}"},
+                       "effectiveDateTime": f"2024-05-{day:02d}T12:00:00Z"})
+        tx.create({"resourceType": "Observation", "status": "final", "code": {"text": "period"},
+                   "effectivePeriod": {"start": "2024-04-20", "end": "2024-05-03"}})
+        tx.create({"resourceType": "Observation", "status": "final", "code": {"text": "outside"},
+                   "effectiveDateTime": "2024-06-01T00:00:00Z"})
+    params = [("date", "ge2024-05-02"), ("date", "lt2024-05-09")]
+    pages, offset = [], 0
+    with s.transaction() as tx:
+        while True:
+            result = tx.search("Observation", params, count=3, offset=offset)
+            pages.append([r["code"]["text"] for r in result.resources])
+            offset += 3
+            if len(result.resources) < 3:
+                break
+        total = tx.search("Observation", params + [("_summary", "count")]).total
+    texts = [t for page in pages for t in page]
+    assert texts == ["period", "d2", "d3", "d4", "d5", "d6", "d7", "d8"]
+    assert total == 8
+    s.dispose()
