@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator, Optional
 
 from . import dates
@@ -115,6 +116,12 @@ def param(rtype: str, name: str) -> Optional[SearchParam]:
 
 def params_of(rtype: str) -> dict[str, SearchParam]:
     return {**COMMON, **PARAMS.get(rtype, {})}
+
+
+@lru_cache(maxsize=None)
+def index_kinds(rtype: str) -> tuple[str, ...]:
+    """The index tables (keys of models.INDEX_TABLES) that ``extract`` can fill for ``rtype``."""
+    return tuple(sorted({p.type for p in params_of(rtype).values() if not p.stored_as}))
 
 
 # ---- element access

@@ -85,7 +85,7 @@ class Transaction:
         # query that reads them and before commit: a bundle costs a few round trips, not dozens
         self._versions: list[dict] = []
         self._index: dict[str, list[dict]] = {}
-        self._stale: set[int] = set()  # resources whose stored index rows are to be deleted
+        self._stale: set[tuple[int, str]] = set()  # (pk, type) of resources whose index rows are to be deleted
         self._locked: set[int] = set()
         self._last: Optional[datetime] = None
         # current rows this transaction has locked or written, by (type, id): a conditional write
@@ -114,10 +114,11 @@ class Transaction:
         if self._stale:
             stale, self._stale = sorted(self._stale), set()
             if self.postgres:  # one round trip: data-modifying CTEs, one per index table
-                _DELETE_STALE_PG.execute(self.conn, {"pks": stale})
-            else:
-                for stmt in _DELETE_STALE:
-                    stmt.executemany(self.conn, [{"pk": pk} for pk in stale])
+                _DELETE_STALE_PG.execute(self.conn, {"pks": [pk for pk, _ in stale]})
+            else:  # only the tables the resource types can have rows in
+                for kind, stmt in _DELETE_STALE.items():
+                    stmt.executemany(self.conn, [{"pk": pk} for pk, rtype in stale
+                                                 if kind in searchparams.index_kinds(rtype)])
         if self._versions:
             rows, self._versions = self._versions, []
             self._insert(V, rows)
@@ -233,7 +234,7 @@ class Transaction:
             return
         self._prefetched.clear()
         now, version = self._clock(), current.version + 1
-        self._drop_index(current.pk)
+        self._drop_index(current.pk, rtype)
         self.conn.execute(update(R).where(R.c.pk == current.pk).values(
             version=version, last_updated=now, deleted=True, content=None))
         self._rows[(rtype, rid)] = _Row(current.pk, version, True, None)
@@ -254,7 +255,7 @@ class Transaction:
         else:
             pk = current.pk
             if not current.deleted:
-                self._drop_index(pk)
+                self._drop_index(pk, rtype)
             _UPDATE.execute(self.conn, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
         self._rows[(rtype, rid)] = _Row(pk, version, False, content)
         self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
@@ -263,10 +264,10 @@ class Transaction:
             self._index.setdefault(kind, []).extend({"res_pk": pk, "rtype": rtype, **r} for r in rows)
         return Outcome(stored, status or ("created" if method == "create" else "updated"))
 
-    def _drop_index(self, pk: int) -> None:
+    def _drop_index(self, pk: int, rtype: str) -> None:
         for kind, rows in self._index.items():
             self._index[kind] = [r for r in rows if r["res_pk"] != pk]
-        self._stale.add(pk)
+        self._stale.add((pk, rtype))
 
     # ---- conditional interactions
     def match(self, rtype: str, query: str, limit: int = 2) -> list[str]:
@@ -408,7 +409,7 @@ _RESOURCE_KEYS = ["rtype", "rid", "version", "last_updated", "deleted", "content
 _INSERT = Statement(insert(R).returning(R.c.pk), _RESOURCE_KEYS)
 _UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
 _INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
-_DELETE_STALE = [Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for t in INDEX_TABLES.values()]
+_DELETE_STALE = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for kind, t in INDEX_TABLES.items()}
 _T = INDEX_TABLES["token"]
 _TOKEN_SELECT = (
     select(R.c.rid, R.c.pk, R.c.version, R.c.deleted, R.c.content)
