@@ -35,6 +35,16 @@ def escape(text: str, enc: str = "^~\\&", fs: str = "|") -> str:
     return out.replace("\r", " ").replace("\n", " ")
 
 
+def accept_ack_type(raw: bytes) -> str:
+    """MSH-15 Accept Acknowledgment Type (HL7 table 0155: AL, NE, ER, SU) read from the bytes; "" for
+    original mode, or for a value that is not in the table."""
+    from .message import header_fields
+
+    fields = header_fields(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+    value = fields[14].decode("latin-1").strip().upper() if len(fields) > 14 else ""
+    return value if value in ("AL", "NE", "ER", "SU") else ""
+
+
 def _older_than_25(version: str) -> bool:
     parts = version.split(".")
     try:

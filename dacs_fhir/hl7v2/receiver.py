@@ -8,15 +8,17 @@ stays in the inbox marked failed and can be replayed after a fix.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from typing import Callable, Optional
 
-from ..inbox import DONE, FAILED, Inbox
-from .ack import acknowledge, encode_ack
+from ..inbox import DONE, FAILED, Inbox, InboxError
+from .ack import accept_ack_type, acknowledge, build_ack, encode_ack
 from .adt import patient_bundle, prior_identifiers
 from .datatypes import identifier_criterion
-from .errors import DATA_TYPE_ERROR, DUPLICATE_KEY, UNKNOWN_KEY_IDENTIFIER, UNSUPPORTED_EVENT_CODE, UNSUPPORTED_MESSAGE_TYPE, ContentError, Hl7Error, Location, MessageRejected
-from .message import Inbound, header_fields
+from .errors import APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY, UNKNOWN_KEY_IDENTIFIER, UNSUPPORTED_EVENT_CODE, UNSUPPORTED_MESSAGE_TYPE, ContentError, Hl7Error, Location, MessageRejected
+from .message import Inbound, decode, header_fields
 from .orders import order_bundle
 
 log = logging.getLogger(__name__)
@@ -91,12 +93,79 @@ class Receiver:
         # ACK never left is sent again by its sender (HL7 original mode), so no accepted message is lost.
         self._fast = Inbox(inbox.root, durable=False) if inbox is not None else None
         self._lock = threading.Lock()  # one message at a time: feeds are ordered, SQLite has one writer
+        self._queue: Optional[queue.Queue] = None  # enhanced mode: committed messages still to apply
 
     # ---- the MLLP handler
     def handle(self, raw: bytes) -> bytes:
-        """Keep ``raw`` in the inbox, apply it, mark the item and return the ACK bytes."""
+        """Keep ``raw`` in the inbox, apply it, mark the item and return the ACK bytes.
+
+        Original mode (MSH-15 empty): AA / AE / AR once the message is applied. Enhanced mode
+        (MSH-15 AL, ER, SU or NE; HL7 v2.5.1 §2.9.3): a commit acknowledgment once the message is
+        kept durably, then the message is applied in arrival order in the background."""
+        accept = accept_ack_type(raw)
+        if accept:
+            return self._commit(raw, accept)
         item = self._fast.put("hl7v2", raw, meta=sniff_meta(raw), new=True)
         return self.process(item.id, raw, item)[0]
+
+    def _commit(self, raw: bytes, accept: str) -> bytes:
+        """Enhanced mode: CA when kept durably (inbox fsync'd), CR when the message cannot be parsed or
+        its type is not supported, CE when it cannot be kept; sent as MSH-15 asks (AL always, NE never,
+        ER on CR/CE only, SU on CA only). Application acknowledgments (MSH-16) are not sent: the outcome
+        of each message is kept on its inbox item (``dacs-fhir inbox list``), failed ones replayable."""
+        inbound, err = None, None
+        try:
+            inbound = decode(raw)
+            self.route(inbound)
+        except Hl7Error as exc:
+            err = Hl7Error(exc.reason, exc.code, exc.location)
+            code = "CR"
+        if err is None:
+            try:
+                item = self.inbox.put("hl7v2", raw, meta=sniff_meta(raw))
+            except InboxError:
+                err, code = Hl7Error("message could not be kept; send it again", APPLICATION_INTERNAL_ERROR), "CE"
+            else:
+                code = "CA"
+                self._applier().put(item.id)
+        else:
+            log.warning("HL7 message refused at commit (%s %s): %s", code, err.code, err.reason)
+        if accept == "NE" or (accept == "ER" and code == "CA") or (accept == "SU" and code != "CA"):
+            return b""
+        return encode_ack(build_ack(inbound, code, err, raw=raw), inbound)
+
+    def _applier(self) -> "queue.Queue[str]":
+        """The background thread that applies committed messages one at a time, in arrival order."""
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.Queue()
+                threading.Thread(target=self._apply_committed, name="hl7-apply", daemon=True).start()
+            return self._queue
+
+    def _apply_committed(self) -> None:
+        while True:
+            item_id = self._queue.get()
+            try:
+                self.process(item_id)
+            except Exception:  # noqa: BLE001 - the item stays pending in the inbox, replayable
+                log.exception("applying committed HL7 inbox item %s failed", item_id)
+            finally:
+                self._queue.task_done()
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait until every committed message so far has been applied (tests, shutdown)."""
+        q = self._queue
+        end = time.monotonic() + timeout
+        while q is not None and q.unfinished_tasks and time.monotonic() < end:
+            time.sleep(0.01)
+
+    def recover_pending(self) -> int:
+        """Queue committed messages a crash left unapplied (enhanced mode), oldest first."""
+        pending = sorted((i for i in self.inbox.list(status="pending", kind="hl7v2") if i.meta.get("type")),
+                         key=lambda i: i.received)
+        for item in pending:
+            self._applier().put(item.id)
+        return len(pending)
 
     def process(self, item_id: str, raw: Optional[bytes] = None, item=None) -> tuple[bytes, Optional[Hl7Error]]:
         """Apply an inbox item (again) and record its outcome; returns (ACK bytes, error or None)."""

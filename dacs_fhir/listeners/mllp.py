@@ -75,7 +75,9 @@ class _Connection(socketserver.BaseRequestHandler):
                 return
             try:
                 for payload in reader.feed(data):
-                    sock.sendall(frame(self.server.reply(payload)))
+                    reply = self.server.reply(payload)
+                    if reply:  # enhanced mode may ask for no acknowledgment (MSH-15 NE / ER / SU)
+                        sock.sendall(frame(reply))
             except OverflowError as exc:
                 log.warning("MLLP connection from %s closed: %s", self.client_address[0], exc)
                 return
@@ -179,4 +181,8 @@ def start_mllp_for(settings, pipeline) -> MllpHandle:
     from ..hl7v2.receiver import Receiver
 
     receiver = Receiver(pipeline.store, pipeline.inbox)
-    return start_mllp(settings, None, receiver.handle)
+    # messages committed (enhanced mode) but not applied before a stop are applied first, in order
+    threading.Thread(target=receiver.recover_pending, name="hl7-recover", daemon=True).start()
+    handle = start_mllp(settings, None, receiver.handle)
+    handle.receiver = receiver
+    return handle
