@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, union_all
 from sqlalchemy.engine import Connection
 
 from . import searchparams, validation
@@ -34,11 +34,9 @@ def run_search(conn: Connection, rtype: str, params: list[tuple[str, str]], coun
     if not count:
         rows = []
     elif not q.sort and q.date_rows is not None:
-        # one date range: the first rows in (low, high, res_pk) order, which is the order of the date
-        # index, so the database reads one page of index entries instead of sorting every match
-        sub = q.date_rows.subquery()
-        page = list(conn.execute(select(sub.c.res_pk).order_by(sub.c.low, sub.c.high, sub.c.res_pk)
-                                 .limit(count).offset(offset)).scalars())
+        # one date range: the first rows in (low, high, res_pk) order, the order of the date index, so
+        # the database reads one page of index entries instead of sorting every match
+        page = list(conn.execute(_date_page(q.date_rows, count, offset)).scalars())
         found = {r.pk: r for r in conn.execute(select(R.c.pk, R.c.rid, R.c.content).where(R.c.pk.in_(page)))}
         rows = [found[pk] for pk in page if pk in found]
     elif not q.sort and _index_only(q):
@@ -69,6 +67,19 @@ def run_search(conn: Connection, rtype: str, params: list[tuple[str, str]], coun
             unique.append(res)
     resources = [_shape(r, q.summary, q.elements) for r in resources]
     return SearchResult(total, resources, unique, q.warnings)
+
+
+def _date_page(rows, count: int, offset: int):
+    """res_pk of one page of date index rows in (low, high, res_pk) order. The narrow and wide halves
+    (see ``query._date_rows``) are each cut to offset + count rows in index order before they are
+    merged: PostgreSQL does not see the order of a union's index scans through the boolean ``wide``."""
+    halves = []
+    for part in getattr(rows, "selects", None) or [rows]:
+        cols = part.selected_columns
+        cut = part.order_by(cols.low, cols.high, cols.res_pk).limit(count + offset).subquery()
+        halves.append(select(cut.c.res_pk, cut.c.low, cut.c.high))
+    merged = (union_all(*halves) if len(halves) > 1 else halves[0]).subquery()
+    return select(merged.c.res_pk).order_by(merged.c.low, merged.c.high, merged.c.res_pk).limit(count).offset(offset)
 
 
 def _count(conn: Connection, q, limit: Optional[int] = None) -> int:

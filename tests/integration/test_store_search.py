@@ -226,11 +226,10 @@ def test_total_is_left_out_beyond_the_count_limit_unless_asked(db, monkeypatch):
         assert tx.search("Observation", [("status", "final")], count=5).total == 3  # all on the first page
 
 
-def test_date_range_pages_in_date_order_without_gaps(tmp_path):
+def test_date_range_pages_in_date_order_without_gaps(store):
     """One date range on a single-valued parameter pages through the date index in (low, high, id) order:
     every match once across pages, wide (Period) and narrow rows merged, total exact."""
-    s = Store(f"sqlite:///{tmp_path / 'dates.db'}")
-    s.upgrade()
+    s = store
     with s.transaction() as tx:
         for day in (9, 3, 7, 1, 5, 2, 8, 4, 6):
             tx.create({"resourceType": "Observation", "status": "final", "code": {"text": f"d{day}"},
@@ -252,4 +251,3 @@ def test_date_range_pages_in_date_order_without_gaps(tmp_path):
     texts = [t for page in pages for t in page]
     assert texts == ["period", "d2", "d3", "d4", "d5", "d6", "d7", "d8"]
     assert total == 8
-    s.dispose()
