@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from . import dates, errors, searchparams, validation
-from .raw import Statement
+from .raw import Statement, copy_rows
 from .models import INDEX_TABLES, resource as R, resource_version as V
 
 
@@ -92,6 +92,10 @@ class Transaction:
         # matches, locks and reads its row in one statement, and the write that follows reuses it
         self._rows: dict[tuple[str, str], Optional[_Row]] = {}  # None: minted here, not yet written
         self._prefetched: dict[tuple[str, str], list[str]] = {}  # (type, query) -> ids, see prefetch_matches
+        # PostgreSQL: new resource rows, inserted by one COPY at flush with keys drawn ahead from the
+        # sequence (a bundle's new resources cost one round trip, not one INSERT … RETURNING each)
+        self._new_rows: dict[int, dict] = {}
+        self._pk_pool: list[int] = []
 
     def _clock(self) -> datetime:
         """Version timestamps, strictly increasing within the transaction (history order)."""
@@ -108,9 +112,13 @@ class Transaction:
         self._stale.clear()
         self._rows.clear()
         self._prefetched.clear()
+        self._new_rows.clear()
 
     def flush(self) -> None:
-        """Delete stale index rows, insert the pending version and index rows."""
+        """Insert new resource rows, delete stale index rows, insert the pending version and index rows."""
+        if self._new_rows:
+            rows, self._new_rows = list(self._new_rows.values()), {}
+            copy_rows(self.conn, R.name, _NEW_ROW_KEYS, ([r[k] for k in _NEW_ROW_KEYS] for r in rows))
         if self._stale:
             stale, self._stale = sorted(self._stale), set()
             if self.postgres:  # one round trip: data-modifying CTEs, one per index table
@@ -127,9 +135,13 @@ class Transaction:
             self._insert(INDEX_TABLES[kind], rows)
 
     def _insert(self, table, rows: list[dict]) -> None:
-        """executemany: pipelined by psycopg, native in sqlite3."""
-        if rows:
-            stmt = _INSERTS[table.name]
+        """COPY on PostgreSQL (one stream for any number of rows), executemany on SQLite (in-process)."""
+        if not rows:
+            return
+        stmt = _INSERTS[table.name]
+        if self.postgres and len(rows) > 1:
+            copy_rows(self.conn, table.name, stmt.keys, ([r.get(k) for k in stmt.keys] for r in rows))
+        else:
             stmt.executemany(self.conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
 
     # ---- reads
@@ -235,8 +247,11 @@ class Transaction:
         self._prefetched.clear()
         now, version = self._clock(), current.version + 1
         self._drop_index(current.pk, rtype)
-        self.conn.execute(update(R).where(R.c.pk == current.pk).values(
-            version=version, last_updated=now, deleted=True, content=None))
+        if current.pk in self._new_rows:  # created in this transaction, not yet inserted
+            self._new_rows[current.pk].update(version=version, last_updated=now, deleted=True, content=None)
+        else:
+            self.conn.execute(update(R).where(R.c.pk == current.pk).values(
+                version=version, last_updated=now, deleted=True, content=None))
         self._rows[(rtype, rid)] = _Row(current.pk, version, True, None)
         self._versions.append(dict(res_pk=current.pk, version=version, rtype=rtype, rid=rid,
                                    last_updated=now, method="delete", content=None))
@@ -249,20 +264,32 @@ class Transaction:
         body = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
         stored = {"resourceType": rtype, "id": rid, "meta": meta, **body}
         content = _dump(stored)
-        if current is None:
-            pk = _INSERT.execute(self.conn, dict(rtype=rtype, rid=rid, version=version, last_updated=now,
-                                                 deleted=False, content=content)).fetchone()[0]
+        values = dict(rtype=rtype, rid=rid, version=version, last_updated=now, deleted=False, content=content)
+        if current is None and self.postgres:
+            pk = self._next_pk()
+            self._new_rows[pk] = dict(values, pk=pk)
+        elif current is None:
+            pk = _INSERT.execute(self.conn, values).fetchone()[0]
         else:
             pk = current.pk
             if not current.deleted:
                 self._drop_index(pk, rtype)
-            _UPDATE.execute(self.conn, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
+            if pk in self._new_rows:
+                self._new_rows[pk].update(values)
+            else:
+                _UPDATE.execute(self.conn, dict(key=pk, version=version, last_updated=now, deleted=False, content=content))
         self._rows[(rtype, rid)] = _Row(pk, version, False, content)
         self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                    method=method, content=content))
         for kind, rows in searchparams.extract(rtype, stored).items():
             self._index.setdefault(kind, []).extend({"res_pk": pk, "rtype": rtype, **r} for r in rows)
         return Outcome(stored, status or ("created" if method == "create" else "updated"))
+
+    def _next_pk(self) -> int:
+        """A key from the resource sequence, drawn 32 at a time."""
+        if not self._pk_pool:
+            self._pk_pool = list(self.conn.execute(_NEXT_PKS, {"n": 32}).scalars())[::-1]
+        return self._pk_pool.pop()
 
     def _drop_index(self, pk: int, rtype: str) -> None:
         for kind, rows in self._index.items():
@@ -309,10 +336,14 @@ class Transaction:
         self.lock_criteria(list(wanted))
         self.flush()
         keys = sorted(set(wanted.values()))
-        values = {f"{name}{i}": v for i, key in enumerate(keys) for name, v in zip("tpcs", key)}
+        if self.postgres:  # one statement text for any number of criteria: planned cheaply, prepared once
+            stmt = _PREFETCH_PG
+            values = {name: [k[i] for k in keys] for i, name in enumerate(("t", "p", "c", "s"))}
+        else:
+            stmt = _prefetch_statement(len(keys))
+            values = {f"{name}{i}": v for i, key in enumerate(keys) for name, v in zip("tpcs", key)}
         found: dict[tuple, list[str]] = {}
-        for rtype, param, code, system, rid, *row in _prefetch_statement(len(keys), self.postgres).execute(
-                self.conn, values).fetchall():
+        for rtype, param, code, system, rid, *row in stmt.execute(self.conn, values).fetchall():
             ids = found.setdefault((rtype, param, code, system), [])
             if rid not in ids:
                 ids.append(rid)
@@ -407,6 +438,8 @@ _ROW = Statement(_ROW_SELECT)
 _ROW_FOR_UPDATE = Statement(_ROW_SELECT.with_for_update())
 _RESOURCE_KEYS = ["rtype", "rid", "version", "last_updated", "deleted", "content"]
 _INSERT = Statement(insert(R).returning(R.c.pk), _RESOURCE_KEYS)
+_NEW_ROW_KEYS = ["pk", *_RESOURCE_KEYS]
+_NEXT_PKS = text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)")
 _UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
 _INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
 _DELETE_STALE = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for kind, t in INDEX_TABLES.items()}
@@ -427,16 +460,25 @@ _DELETE_STALE_PG = Statement(text("WITH " + ", ".join(
 
 
 @lru_cache(maxsize=64)
-def _prefetch_statement(n: int, for_update: bool) -> Statement:
-    """Current rows matching any of ``n`` (rtype, param, code, system) tokens, bound as t0, p0, c0, s0, …:
-    an OR of equalities, not a row-value IN, so each term is an index lookup on SQLite too."""
-    stmt = (select(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system, R.c.rid, R.c.pk, R.c.version, R.c.deleted,
-                   R.c.content)
-            .join(R, R.c.pk == _T.c.res_pk)
-            .where(R.c.deleted == false(),
-                   or_(*(and_(_T.c.rtype == bindparam(f"t{i}"), _T.c.param == bindparam(f"p{i}"),
-                              _T.c.code == bindparam(f"c{i}"), _T.c.system == bindparam(f"s{i}")) for i in range(n)))))
-    return Statement(stmt.with_for_update(of=R) if for_update else stmt)
+def _prefetch_statement(n: int) -> Statement:
+    """SQLite: current rows matching any of ``n`` (rtype, param, code, system) tokens, bound as t0, p0,
+    c0, s0, …: an OR of equalities, not a row-value IN, so each term is an index lookup."""
+    return Statement(
+        select(_T.c.rtype, _T.c.param, _T.c.code, _T.c.system, R.c.rid, R.c.pk, R.c.version, R.c.deleted, R.c.content)
+        .join(R, R.c.pk == _T.c.res_pk)
+        .where(R.c.deleted == false(),
+               or_(*(and_(_T.c.rtype == bindparam(f"t{i}"), _T.c.param == bindparam(f"p{i}"),
+                          _T.c.code == bindparam(f"c{i}"), _T.c.system == bindparam(f"s{i}")) for i in range(n)))))
+
+
+# PostgreSQL: the criteria as four parallel arrays, one index lookup each, matched rows locked
+_PREFETCH_PG = Statement(text(
+    "SELECT t.rtype, t.param, t.code, t.system, r.rid, r.pk, r.version, r.deleted, r.content"
+    " FROM unnest(CAST(:t AS text[]), CAST(:p AS text[]), CAST(:c AS text[]), CAST(:s AS text[]))"
+    " AS k(rtype, param, code, system)"
+    " JOIN idx_token t ON t.rtype = k.rtype AND t.param = k.param AND t.code = k.code AND t.system = k.system"
+    " JOIN resource r ON r.pk = t.res_pk AND NOT r.deleted"
+    " FOR UPDATE OF r"))
 
 
 class _Row(NamedTuple):
