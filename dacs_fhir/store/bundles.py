@@ -207,18 +207,34 @@ class BundleProcessor:
             "etag": f'W/"{version}"', "lastModified": res["meta"]["lastUpdated"]}}
 
     def _resolve(self, resource: dict) -> dict:
-        """Replace fullUrl and conditional references by ``Type/id`` everywhere in ``resource``."""
+        """Replace fullUrl and conditional references by ``Type/id`` everywhere in ``resource``; parts
+        without any are kept as they are (not copied)."""
+        ids = self.ids
+
         def walk(node):
-            if isinstance(node, dict):
-                out = {k: walk(v) for k, v in node.items()}
-                ref = out.get("reference")
-                if isinstance(ref, str) and "?" in ref and not ref.startswith(("urn:", "#")):
-                    out["reference"] = self._conditional_reference(ref)
-                return out
-            if isinstance(node, list):
-                return [walk(v) for v in node]
-            if isinstance(node, str) and node in self.ids:
-                return self.ids[node]
+            kind = type(node)
+            if kind is dict:
+                out = None
+                for key, value in node.items():
+                    new = walk(value)
+                    if key == "reference" and type(new) is str and "?" in new and not new.startswith(("urn:", "#")):
+                        new = self._conditional_reference(new)
+                    if new is not value:
+                        if out is None:
+                            out = dict(node)
+                        out[key] = new
+                return node if out is None else out
+            if kind is list:
+                out = None
+                for i, value in enumerate(node):
+                    new = walk(value)
+                    if new is not value:
+                        if out is None:
+                            out = list(node)
+                        out[i] = new
+                return node if out is None else out
+            if kind is str and node in ids:
+                return ids[node]
             return node
         return walk(resource)
 
