@@ -8,7 +8,9 @@ import logging
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from .. import codes
@@ -77,6 +79,10 @@ def _upsert_study(conn: Connection, report: DoseReport, refs: dict) -> bool:
     for key in ("patient_ref", "study_ref"):
         if refs.get(key):
             values[key] = refs[key]
+    if conn.dialect.name == "postgresql":  # one round trip; xmax = 0 only on a row this statement inserted
+        stmt = pg_insert(dose_study).values(study_uid=s.instance_uid, **values)
+        stmt = stmt.on_conflict_do_update(index_elements=[dose_study.c.study_uid], set_=values)
+        return not conn.execute(stmt.returning(literal_column("xmax = 0"))).scalar_one()
     exists = conn.execute(select(dose_study.c.study_uid).where(dose_study.c.study_uid == s.instance_uid)).first()
     if exists:
         conn.execute(update(dose_study).where(dose_study.c.study_uid == s.instance_uid).values(**values))
@@ -173,14 +179,21 @@ def keep_report(conn: Connection, report: DoseReport) -> None:
         log.warning("mappers.report_json is not available; domain report not kept")
         return
     content = json.dumps(report_json.dump(report), separators=(",", ":"), ensure_ascii=False)
+    values = dict(content=content, kind=report.kind, recorded=_now())
+    dialect = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
+    if dialect is not None:  # one upsert on the primary key (study, SOP instance)
+        stmt = dialect(dose_report).values(study_uid=report.study.instance_uid,
+                                           sop_instance_uid=report.sop_instance_uid, **values)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[dose_report.c.study_uid, dose_report.c.sop_instance_uid],
+                                                set_=values))
+        return
     key = and_(dose_report.c.study_uid == report.study.instance_uid,
                dose_report.c.sop_instance_uid == report.sop_instance_uid)
     if conn.execute(select(dose_report.c.study_uid).where(key)).first():
-        conn.execute(update(dose_report).where(key).values(content=content, kind=report.kind, recorded=_now()))
+        conn.execute(update(dose_report).where(key).values(**values))
     else:
         conn.execute(insert(dose_report).values(study_uid=report.study.instance_uid,
-                                                sop_instance_uid=report.sop_instance_uid,
-                                                kind=report.kind, recorded=_now(), content=content))
+                                                sop_instance_uid=report.sop_instance_uid, **values))
 
 
 def reports_for_study(conn: Connection, study_uid: str) -> list[dict]:
