@@ -24,17 +24,17 @@ def _lz4_available(bind) -> bool:
     return bool(values) and "lz4" in values
 
 
-def upgrade() -> None:
+def _set_compression(method: str) -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql" or not _lz4_available(bind):
         return
     for table, column in COLUMNS:
-        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION lz4")
+        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION {method}")
+
+
+def upgrade() -> None:
+    _set_compression("lz4")
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "postgresql" or not _lz4_available(bind):
-        return
-    for table, column in COLUMNS:
-        op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} SET COMPRESSION pglz")
+    _set_compression("pglz")
