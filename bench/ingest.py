@@ -95,7 +95,8 @@ def count_summaries(base: str) -> int:
     return int(r.json().get("total", 0))
 
 
-def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool) -> tuple[float, float]:
+def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool,
+             concurrency: int = 0) -> tuple[float, float]:
     """(seconds until every object was acknowledged, seconds until every object was searchable)."""
     from dacs_fhir import tasks
     from dacs_fhir.listeners.dicom_scp import start_scp
@@ -113,7 +114,8 @@ def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool)
     if settings.broker_url:
         env = {**os.environ, "DACS_DATA_DIR": str(settings.data_dir), "DACS_DATABASE_URL": settings.database_url,
                "DACS_BROKER_URL": settings.broker_url, "DACS_QUEUE": settings.queue}
-        worker = subprocess.Popen([sys.executable, "-m", "dacs_fhir", "worker", "--loglevel", "WARNING"], env=env,
+        extra = ["--concurrency", str(concurrency)] if concurrency else []
+        worker = subprocess.Popen([sys.executable, "-m", "dacs_fhir", "worker", "--loglevel", "WARNING", *extra], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{services.handles['http'].port}/fhir"
     try:
@@ -161,6 +163,8 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=2000, help="objects to send (default 2000)")
     ap.add_argument("--corpus", type=Path, default=ROOT.parent / "shared" / "corpus")
     ap.add_argument("--no-pipeline", action="store_true", help="measure SCP + inbox only")
+    ap.add_argument("--concurrency", type=int, default=0,
+                    help="processes of the one Celery worker (default: the worker's own, one per core)")
     args = ap.parse_args()
     import logging
 
@@ -194,7 +198,7 @@ def main() -> int:
             db = "PostgreSQL" if s.database_url.startswith("postgresql") else "SQLite"
             tasks = "1 Celery worker" if s.broker_url else "in-process tasks"
             with fresh_database(s.data_dir) as s.database_url:
-                acked, searchable = run_dacs(s, storescu, src, args.n, with_pipeline=True)
+                acked, searchable = run_dacs(s, storescu, src, args.n, with_pipeline=True, concurrency=args.concurrency)
             print(f"DACS full pipeline, acknowledged        : {args.n / acked:7.1f} objects/s")
             print(f"DACS full pipeline, searchable in FHIR  : {args.n / searchable:7.1f} objects/s  ratio {bare / searchable:.2f}"
                   f"  ({db}, {tasks})")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
@@ -18,7 +17,6 @@ from ..domain import DoseReport, IrradiationEvent
 from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
 
-log = logging.getLogger(__name__)
 
 LOINC_DOSE_SUMMARY = "73569-6"  # RDS IG radiation-dose-summary Observation.code
 # irradiation_event column -> DCM code (TID 10013 / TID 10003), canonical units of units.py
@@ -40,7 +38,7 @@ def patient_key(report: DoseReport) -> Optional[str]:
     return hashlib.sha256(f"{p.issuer}|{p.id}".encode()).hexdigest() if p.id else None
 
 
-def record(conn: Connection, report: DoseReport, summary=None, events=None) -> None:
+def record(conn: Connection, report: DoseReport, summary=None, events=None, dumped: Optional[dict] = None) -> None:
     """Replace the analytics rows of ``report``'s (study, kind, device) with its current values.
 
     ``summary``/``events`` are the FHIR resources written for the report (dicts, ``Type/id``
@@ -67,7 +65,7 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None) -> N
     rows = [_event_row(study_uid, report.kind, device_key, ev, refs) for ev in report.events]
     if rows:
         conn.execute(insert(irradiation_event), rows)
-    keep_report(conn, summary if isinstance(summary, DoseReport) else report)
+    keep_report(conn, summary if isinstance(summary, DoseReport) else report, dumped)
 
 
 def _upsert_study(conn: Connection, report: DoseReport, refs: dict) -> bool:
@@ -171,14 +169,14 @@ def _references(resources: Iterable[dict]) -> dict:
     return refs
 
 
-def keep_report(conn: Connection, report: DoseReport) -> None:
-    """Keep the serialized domain report (``mappers.report_json``) for later merges of its study."""
-    try:
+def keep_report(conn: Connection, report: DoseReport, dumped: Optional[dict] = None) -> None:
+    """Keep the serialized domain report (``mappers.report_json``; ``dumped`` when the caller has it)
+    for later merges of its study."""
+    if dumped is None:
         from ..mappers import report_json
-    except ImportError:
-        log.warning("mappers.report_json is not available; domain report not kept")
-        return
-    content = json.dumps(report_json.dump(report), separators=(",", ":"), ensure_ascii=False)
+
+        dumped = report_json.dump(report)
+    content = json.dumps(dumped, separators=(",", ":"), ensure_ascii=False)
     values = dict(content=content, kind=report.kind, recorded=_now())
     dialect = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
     if dialect is not None:  # one upsert on the primary key (study, SOP instance)

@@ -411,12 +411,13 @@ class Transaction:
         return BundleProcessor(self, validate).process(bundle)
 
     # ---- dose analytics
-    def record_dose_report(self, report, summary=None, events=None) -> None:
-        """Dose analytics rows of a (merged) report, in this transaction."""
+    def record_dose_report(self, report, summary=None, events=None, dumped: Optional[dict] = None) -> None:
+        """Dose analytics rows of a (merged) report, in this transaction (``dumped``: the kept report's
+        ``report_json.dump`` when the caller has made it already)."""
         from .dose import record
 
         self.flush()
-        record(self.conn, report, summary, events)
+        record(self.conn, report, summary, events, dumped)
 
     def dose_reports_for_study(self, study_uid: str) -> list[dict]:
         """The kept domain reports (``report_json.dump`` form) of a study, oldest first."""
