@@ -160,3 +160,37 @@ def test_index_follows_the_current_version(store):
     with store.transaction() as tx:
         assert [tx.search("Patient", [("family", f)]).total for f in ("becquerel", "rutherford", "bohr")] == [0, 0, 1]
         assert tx.search("Patient", [("identifier", "urn:example:mrn|MRN-1")]).total == 1
+
+
+def test_create_update_delete_in_one_transaction(store):
+    """Rows written in a transaction are read, changed and deleted before they reach the database
+    (PostgreSQL inserts new rows at flush), and land with every version and the right index."""
+    with store.transaction() as tx:
+        a = tx.create({"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": "a1"}], "gender": "male"})
+        b = tx.create({"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": "b1"}]})
+        rid, gone = a.resource["id"], b.resource["id"]
+        assert tx.read("Patient", rid)["gender"] == "male"
+        tx.update("Patient", rid, {**tx.read("Patient", rid), "gender": "female",
+                                   "identifier": [{"system": "urn:t", "value": "a2"}]})
+        tx.delete("Patient", gone)
+        assert tx.match("Patient", "identifier=urn:t|a2") == [rid]
+        assert tx.match("Patient", "identifier=urn:t|a1") == []
+        with pytest.raises(errors.Gone):
+            tx.read("Patient", gone)
+    with store.transaction() as tx:
+        assert tx.read("Patient", rid)["meta"]["versionId"] == "2"
+        assert [e.method for e in tx.history("Patient", rid).entries] == ["update", "create"]
+        assert [e.method for e in tx.history("Patient", gone).entries] == ["delete", "create"]
+        assert [r["id"] for r in tx.search("Patient", [("identifier", "urn:t|a2")]).resources] == [rid]
+        assert tx.search("Patient", [("identifier", "urn:t|b1")]).resources == []
+        assert tx.search("Patient", [("gender", "female")]).total == 1
+
+
+def test_many_new_resources_in_one_transaction(store):
+    """More new rows than one draw of keys: each lands once, with its own key and index rows."""
+    with store.transaction() as tx:
+        ids = [tx.create({"resourceType": "Device", "identifier": [{"system": "urn:sn", "value": f"D{i}"}]}).resource["id"]
+               for i in range(70)]
+    with store.transaction() as tx:
+        found = {d["id"] for d in tx.search("Device", [("identifier", "urn:sn|")], count=100).resources}
+        assert found == set(ids) and tx.search("Device", [("identifier", "urn:sn|D69")]).resources[0]["id"] == ids[69]
