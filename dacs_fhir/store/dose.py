@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
-from sqlalchemy import and_, delete, insert, literal_column, select, update
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -16,6 +17,7 @@ from .. import codes
 from ..domain import DoseReport, IrradiationEvent
 from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
+from .raw import Statement
 
 
 LOINC_DOSE_SUMMARY = "73569-6"  # RDS IG radiation-dose-summary Observation.code
@@ -44,49 +46,63 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None, dump
     ``summary``/``events`` are the FHIR resources written for the report (dicts, ``Type/id``
     strings or a fullUrl -> ``Type/id`` map); a DoseReport given as ``summary`` is the source
     report to keep for later merges (otherwise ``report`` itself is kept).
+
+    Eight fixed statements (study upsert, three deletes, three inserts, kept-report upsert), run on
+    the DBAPI cursor; PostgreSQL gets them in one pipeline, one round trip instead of eight.
     """
     study_uid = report.study.instance_uid
     device_key = report.device.key[:255]
-    resources = _resources(conn, summary, events)
-    refs = _references(resources)
-    if _upsert_study(conn, report, refs):  # a study seen before: replace its rows of this kind and device
-        for table in (dose_summary, dose_total, irradiation_event):
-            conn.execute(delete(table).where(table.c.study_uid == study_uid, table.c.kind == report.kind,
-                                             table.c.device_key == device_key))
-    d = report.device
-    conn.execute(insert(dose_summary).values(
-        study_uid=study_uid, kind=report.kind, device_key=device_key, source=report.source,
-        modality=report.modality, manufacturer=d.manufacturer[:128], model=d.model[:128],
-        station_name=d.station_name[:64], started=_naive(report.started or report.study.started),
-        event_count=len(report.events) or len(report.administrations), summary_ref=refs.get("summary")))
-    totals = [dict(study_uid=study_uid, kind=report.kind, device_key=device_key, **t) for t in _totals(report)]
-    if totals:
-        conn.execute(insert(dose_total), totals)
+    refs = _references(_resources(conn, summary, events))
+    scope = dict(study_uid=study_uid, kind=report.kind, device_key=device_key)
+    s, d = report.study, report.device
+    study = dict(study_uid=study_uid, patient_key=patient_key(report), patient_ref=refs.get("patient_ref"),
+                 accession_number=s.accession_number[:64] or None, started=_naive(s.started or report.started),
+                 modalities="\\".join(s.modalities)[:64] or None, institution=s.institution[:128] or None,
+                 study_ref=refs.get("study_ref"), updated=_now())
+    summary_row = dict(scope, source=report.source, modality=report.modality, manufacturer=d.manufacturer[:128],
+                       model=d.model[:128], station_name=d.station_name[:64],
+                       started=_naive(report.started or report.study.started),
+                       event_count=len(report.events) or len(report.administrations), summary_ref=refs.get("summary"))
+    totals = [dict(scope, **t) for t in _totals(report)]
     rows = [_event_row(study_uid, report.kind, device_key, ev, refs) for ev in report.events]
-    if rows:
-        conn.execute(insert(irradiation_event), rows)
-    keep_report(conn, summary if isinstance(summary, DoseReport) else report, dumped)
+    kept = summary if isinstance(summary, DoseReport) else report
+    if dumped is None:
+        from ..mappers import report_json
+
+        dumped = report_json.dump(kept)
+    kept_row = dict(study_uid=kept.study.instance_uid, sop_instance_uid=kept.sop_instance_uid, kind=kept.kind,
+                    recorded=_now(), content=json.dumps(dumped, separators=(",", ":"), ensure_ascii=False))
+    postgres = conn.dialect.name == "postgresql"
+    pipeline = conn.connection.dbapi_connection.pipeline() if postgres else nullcontext()
+    with pipeline:
+        (_UPSERT_STUDY_PG if postgres else _UPSERT_STUDY_SQLITE).execute(conn, study)
+        for stmt in _DELETE_SCOPE:  # a study seen before: its rows of this kind and device are replaced
+            stmt.execute(conn, scope)
+        _INSERT_SUMMARY.execute(conn, summary_row)
+        _INSERT_TOTAL.executemany(conn, totals)
+        _INSERT_EVENT.executemany(conn, rows)
+        (_UPSERT_REPORT_PG if postgres else _UPSERT_REPORT_SQLITE).execute(conn, kept_row)
 
 
-def _upsert_study(conn: Connection, report: DoseReport, refs: dict) -> bool:
-    """Insert or update the study row; True when it existed."""
-    s = report.study
-    values = dict(patient_key=patient_key(report), accession_number=s.accession_number[:64] or None,
-                  started=_naive(s.started or report.started), modalities="\\".join(s.modalities)[:64] or None,
-                  institution=s.institution[:128] or None, updated=_now())
-    for key in ("patient_ref", "study_ref"):
-        if refs.get(key):
-            values[key] = refs[key]
-    if conn.dialect.name == "postgresql":  # one round trip; xmax = 0 only on a row this statement inserted
-        stmt = pg_insert(dose_study).values(study_uid=s.instance_uid, **values)
-        stmt = stmt.on_conflict_do_update(index_elements=[dose_study.c.study_uid], set_=values)
-        return not conn.execute(stmt.returning(literal_column("xmax = 0"))).scalar_one()
-    exists = conn.execute(select(dose_study.c.study_uid).where(dose_study.c.study_uid == s.instance_uid)).first()
-    if exists:
-        conn.execute(update(dose_study).where(dose_study.c.study_uid == s.instance_uid).values(**values))
-        return True
-    conn.execute(insert(dose_study).values(study_uid=s.instance_uid, **values))
-    return False
+def _upsert(dialect_insert, table, key: list[str], keep_if_null: tuple[str, ...] = ()) -> Statement:
+    """INSERT … ON CONFLICT (key) DO UPDATE of every other column (``keep_if_null`` ones only when given)."""
+    cols = [c.name for c in table.c]
+    stmt = dialect_insert(table).values({c: bindparam(c) for c in cols})
+    update = {c: (func.coalesce(stmt.excluded[c], table.c[c]) if c in keep_if_null else stmt.excluded[c])
+              for c in cols if c not in key}
+    return Statement(stmt.on_conflict_do_update(index_elements=key, set_=update))
+
+
+_REFS = ("patient_ref", "study_ref")
+_UPSERT_STUDY_PG = _upsert(pg_insert, dose_study, ["study_uid"], _REFS)
+_UPSERT_STUDY_SQLITE = _upsert(sqlite_insert, dose_study, ["study_uid"], _REFS)
+_UPSERT_REPORT_PG = _upsert(pg_insert, dose_report, ["study_uid", "sop_instance_uid"])
+_UPSERT_REPORT_SQLITE = _upsert(sqlite_insert, dose_report, ["study_uid", "sop_instance_uid"])
+_DELETE_SCOPE = [Statement(delete(t).where(t.c.study_uid == bindparam("study_uid"), t.c.kind == bindparam("kind"),
+                                           t.c.device_key == bindparam("device_key")))
+                 for t in (dose_summary, dose_total, irradiation_event)]
+_INSERT_SUMMARY, _INSERT_TOTAL, _INSERT_EVENT = (Statement(insert(t), [c.name for c in t.c])
+                                                 for t in (dose_summary, dose_total, irradiation_event))
 
 
 def _totals(report: DoseReport) -> list[dict]:
@@ -176,22 +192,9 @@ def keep_report(conn: Connection, report: DoseReport, dumped: Optional[dict] = N
         from ..mappers import report_json
 
         dumped = report_json.dump(report)
-    content = json.dumps(dumped, separators=(",", ":"), ensure_ascii=False)
-    values = dict(content=content, kind=report.kind, recorded=_now())
-    dialect = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
-    if dialect is not None:  # one upsert on the primary key (study, SOP instance)
-        stmt = dialect(dose_report).values(study_uid=report.study.instance_uid,
-                                           sop_instance_uid=report.sop_instance_uid, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=[dose_report.c.study_uid, dose_report.c.sop_instance_uid],
-                                                set_=values))
-        return
-    key = and_(dose_report.c.study_uid == report.study.instance_uid,
-               dose_report.c.sop_instance_uid == report.sop_instance_uid)
-    if conn.execute(select(dose_report.c.study_uid).where(key)).first():
-        conn.execute(update(dose_report).where(key).values(**values))
-    else:
-        conn.execute(insert(dose_report).values(study_uid=report.study.instance_uid,
-                                                sop_instance_uid=report.sop_instance_uid, **values))
+    row = dict(study_uid=report.study.instance_uid, sop_instance_uid=report.sop_instance_uid, kind=report.kind,
+               recorded=_now(), content=json.dumps(dumped, separators=(",", ":"), ensure_ascii=False))
+    (_UPSERT_REPORT_PG if conn.dialect.name == "postgresql" else _UPSERT_REPORT_SQLITE).execute(conn, row)
 
 
 def reports_for_study(conn: Connection, study_uid: str) -> list[dict]:
