@@ -13,6 +13,17 @@ directory is fsync'd: once :meth:`Inbox.put` returns, the object survives a
 crash. The state file is written without fsync: a raw file whose state was lost
 counts as pending, and a lost "done" mark only means the object is processed
 again, which the pipeline treats as a duplicate.
+
+A channel that receives many small messages on one connection (HL7 v2) keeps
+them in an append-only journal instead, because creating a file costs more than
+applying a message::
+
+    <kind>/journal/<stamp>-<pid>-<random>.jnl   records: header, metadata, bytes
+
+Each record's header holds its status byte, rewritten in place when the message
+is applied; a later mark (failed, replayed) goes to the usual state file, which
+takes precedence. Journal items have keys ``j.<journal>.<offset>`` and are
+listed, shown, read and replayed like the others.
 """
 from __future__ import annotations
 
@@ -20,7 +31,10 @@ import hashlib
 import json
 import os
 import re
+import secrets
+import struct
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,6 +103,7 @@ class Inbox:
     def __init__(self, root: Path | str, durable: bool = True):
         self.root = Path(root)
         self.durable = durable
+        self._journals: dict[str, Journal] = {}
 
     def _paths(self, kind: str, key: str) -> tuple[Path, Path]:
         folder = self.root / kind / key[:2]
@@ -101,21 +116,19 @@ class Inbox:
             raise ValueError("empty inbox key")
         return key
 
-    def put(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None,
-            new: bool = False) -> InboxItem:
+    def put(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None) -> InboxItem:
         """Store ``data`` durably and return its item (status ``pending``).
 
         The same key again replaces the bytes and resets the state to pending
         (a modality re-sending a corrected object); identical bytes keep their
-        attempts count. ``new=True``, for a caller that marks the item at once (the HL7 receiver): no
-        earlier state is read (attempts restart) and none is written, as raw bytes without a state are pending.
+        attempts count.
         """
         digest = hashlib.sha256(data).hexdigest()
         key = self.safe_key(key or digest)
         raw, state = self._paths(kind, key)
         try:
             raw.parent.mkdir(parents=True, exist_ok=True)
-            previous = None if new else self._read_state(state)
+            previous = self._read_state(state)
             _atomic_write(raw, data, self.durable)
             now = time.time()
             item = InboxItem(
@@ -129,8 +142,7 @@ class Inbox:
                 meta=dict(meta or {}),
                 attempts=previous.attempts if previous and previous.sha256 == digest else 0,
             )
-            if not new:
-                self._write_state(state, item)
+            self._write_state(state, item)
         except OSError as exc:
             raise InboxError(f"inbox write failed: {exc.strerror or exc}") from exc
         return item
@@ -142,12 +154,31 @@ class Inbox:
             return None
 
     def _write_state(self, path: Path, item: InboxItem) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, json.dumps(asdict(item), sort_keys=True).encode(), durable=False)
+
+    def journal(self, kind: str) -> "Journal":
+        """The append-only journal of ``kind`` (one open file per inbox and kind)."""
+        with _JOURNALS_LOCK:
+            if kind not in self._journals:
+                self._journals[kind] = Journal(self.root / kind / JOURNAL_DIR, kind)
+            return self._journals[kind]
+
+    def _journal_ref(self, kind: str, key: str) -> Optional[tuple[Path, int]]:
+        """(journal file, record offset) of a journal item's key, None for any other key."""
+        if not key.startswith("j."):
+            return None
+        stem, _, offset = key[2:].rpartition(".")
+        path = self.root / kind / JOURNAL_DIR / f"{stem}.jnl"
+        return (path, int(offset)) if offset.isdigit() and path.is_file() else None
 
     def get(self, item_id: str) -> InboxItem:
         kind, _, key = item_id.partition("/")
         raw, state = self._paths(kind, key)
         item = self._read_state(state)
+        if item is None and (ref := self._journal_ref(kind, key)):
+            with open(ref[0], "rb") as fh:
+                item = _read_record(fh, ref[1], kind, key)[0]
         if item is None:
             if not raw.exists():
                 raise KeyError(item_id)
@@ -158,10 +189,16 @@ class Inbox:
 
     def read(self, item_id: str) -> bytes:
         kind, _, key = item_id.partition("/")
+        if ref := self._journal_ref(kind, key):
+            with open(ref[0], "rb") as fh:
+                return _read_record(fh, ref[1], kind, key)[1]
         return self._paths(kind, key)[0].read_bytes()
 
     def path(self, item_id: str) -> Path:
+        """The file holding the item's bytes (for a journal item, its journal)."""
         kind, _, key = item_id.partition("/")
+        if ref := self._journal_ref(kind, key):
+            return ref[0]
         return self._paths(kind, key)[0]
 
     def mark(self, item_id: str, status: str, reason: str = "", item: Optional[InboxItem] = None, **meta) -> InboxItem:
@@ -186,3 +223,108 @@ class Inbox:
                 item = self.get(f"{k}/{raw.name[:-4]}")
                 if status is None or item.status == status:
                     yield item
+            for path in sorted((self.root / k / JOURNAL_DIR).glob("*.jnl")):
+                for item in _scan_journal(path, k):
+                    item = self._read_state(self._paths(k, item.key)[1]) or item  # a later mark wins
+                    if status is None or item.status == status:
+                        yield item
+
+
+# ---- the journal: HL7 v2 messages appended to one file instead of a file each
+JOURNAL_DIR = "journal"
+JOURNAL_ROTATE = 64 * 1024 * 1024
+_MAGIC = b"\x1eJ1"
+_HEADER = struct.Struct("3sc x10s x6s x17s c")  # magic, status, data length, meta length, received, "\n"
+_STATUS_CODES = {PENDING: b"P", DONE: b"D", FAILED: b"F"}
+_STATUS_NAMES = {v: k for k, v in _STATUS_CODES.items()}
+_JOURNALS_LOCK = threading.Lock()
+
+
+def _read_record(fh, offset: int, kind: str, key: str) -> tuple[InboxItem, bytes, int]:
+    """(item, bytes, offset of the next record) of the record at ``offset``; ValueError when torn."""
+    fh.seek(offset)
+    head = fh.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise ValueError("torn journal record")
+    magic, code, dlen, mlen, received, nl = _HEADER.unpack(head)
+    if magic != _MAGIC or nl != b"\n" or code not in _STATUS_NAMES:
+        raise ValueError("not a journal record")
+    meta_raw, data = fh.read(int(mlen)), fh.read(int(dlen))
+    if len(data) != int(dlen):
+        raise ValueError("torn journal record")
+    when = float(received)
+    item = InboxItem(kind=kind, key=key, status=_STATUS_NAMES[code], received=when, updated=when, size=len(data),
+                     sha256=hashlib.sha256(data).hexdigest(), meta=json.loads(meta_raw or b"{}"))
+    return item, data, offset + _HEADER.size + int(mlen) + int(dlen)
+
+
+def _scan_journal(path: Path, kind: str) -> Iterator[InboxItem]:
+    """Every whole record of a journal, oldest first (a record torn by a crash ends the scan)."""
+    offset = 0
+    with open(path, "rb") as fh:
+        while True:
+            try:
+                item, _, nxt = _read_record(fh, offset, kind, f"j.{path.stem}.{offset}")
+            except ValueError:
+                return
+            yield item
+            offset = nxt
+
+
+class Journal:
+    """Append-only file of one kind's raw messages; thread-safe. A record is written with one
+    ``pwrite`` (no file is created per message); :meth:`sync` makes every record so far durable."""
+
+    def __init__(self, folder: Path, kind: str):
+        self.folder, self.kind = folder, kind
+        self._lock = threading.Lock()
+        self._fd: Optional[int] = None
+        self._stem = ""
+        self._size = 0
+
+    def _open(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._stem = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._fd = os.open(self.folder / f"{self._stem}.jnl", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._size = 0
+        _fsync_dir(self.folder)
+
+    def append(self, data: bytes, meta: Optional[dict] = None, durable: bool = False) -> InboxItem:
+        """Keep ``data`` (status pending); ``durable``: fsync'd before this returns."""
+        meta = dict(meta or {})
+        meta_raw = json.dumps(meta, sort_keys=True).encode()
+        now = time.time()
+        head = _HEADER.pack(_MAGIC, b"P", b"%010d" % len(data), b"%06d" % len(meta_raw), b"%017.6f" % now, b"\n")
+        try:
+            with self._lock:
+                if self._fd is None or self._size > JOURNAL_ROTATE:
+                    self._open()
+                offset = self._size
+                record = head + meta_raw + data
+                if os.pwrite(self._fd, record, offset) != len(record):
+                    raise OSError("short write to the inbox journal")
+                self._size += len(record)
+                if durable:
+                    os.fdatasync(self._fd)
+                key = f"j.{self._stem}.{offset}"
+        except OSError as exc:
+            raise InboxError(f"inbox journal write failed: {exc.strerror or exc}") from exc
+        return InboxItem(kind=self.kind, key=key, received=now, updated=now, size=len(data),
+                         sha256=hashlib.sha256(data).hexdigest(), meta=meta)
+
+    def set_status(self, key: str, status: str) -> bool:
+        """Rewrite the status byte of a record of the open journal; False for a key of another journal."""
+        stem, _, offset = key[2:].rpartition(".")
+        with self._lock:
+            if stem != self._stem or self._fd is None:
+                return False
+            os.pwrite(self._fd, _STATUS_CODES[status], int(offset) + 3)
+        return True
+
+    def sync(self) -> None:
+        """Make every record written so far durable (before an error answer that promises a replay)."""
+        with self._lock:
+            if self._fd is not None:
+                os.fdatasync(self._fd)

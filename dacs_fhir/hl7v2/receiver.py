@@ -88,10 +88,12 @@ class Receiver:
     def __init__(self, store, inbox: Inbox):
         self.store = store
         self.inbox = inbox
-        # Written before it is applied, fsync'd before an AE/AR is sent. An AA needs no fsync of the raw
-        # copy: the store has committed the message durably before the AA leaves, and a message whose
-        # ACK never left is sent again by its sender (HL7 original mode), so no accepted message is lost.
-        self._fast = Inbox(inbox.root, durable=False) if inbox is not None else None
+        # Raw messages go to the inbox's append-only journal before they are applied (a file per
+        # message would cost more than applying it). The journal is fsync'd before an AE/AR or a
+        # commit ACK is sent. An AA needs no fsync of the raw copy: the store has committed the
+        # message durably before the AA leaves, and a message whose ACK never left is sent again by
+        # its sender (HL7 original mode), so no accepted message is lost.
+        self._journal = inbox.journal("hl7v2") if inbox is not None else None
         self._lock = threading.Lock()  # one message at a time: feeds are ordered, SQLite has one writer
         self._queue: Optional[queue.Queue] = None  # enhanced mode: committed messages still to apply
 
@@ -105,7 +107,7 @@ class Receiver:
         accept = accept_ack_type(raw)
         if accept:
             return self._commit(raw, accept)
-        item = self._fast.put("hl7v2", raw, meta=sniff_meta(raw), new=True)
+        item = self._journal.append(raw, sniff_meta(raw))
         return self.process(item.id, raw, item)[0]
 
     def _commit(self, raw: bytes, accept: str) -> bytes:
@@ -122,12 +124,12 @@ class Receiver:
             code = "CR"
         if err is None:
             try:
-                item = self.inbox.put("hl7v2", raw, meta=sniff_meta(raw))
+                item = self._journal.append(raw, dict(sniff_meta(raw), accept=accept), durable=True)
             except InboxError:
                 err, code = Hl7Error("message could not be kept; send it again", APPLICATION_INTERNAL_ERROR), "CE"
             else:
                 code = "CA"
-                self._applier().put(item.id)
+                self._applier().put(item)
         else:
             log.warning("HL7 message refused at commit (%s %s): %s", code, err.code, err.reason)
         if accept == "NE" or (accept == "ER" and code == "CA") or (accept == "SU" and code != "CA"):
@@ -144,11 +146,11 @@ class Receiver:
 
     def _apply_committed(self) -> None:
         while True:
-            item_id = self._queue.get()
+            item = self._queue.get()
             try:
-                self.process(item_id)
+                self.process(item.id, item=item)
             except Exception:  # noqa: BLE001 - the item stays pending in the inbox, replayable
-                log.exception("applying committed HL7 inbox item %s failed", item_id)
+                log.exception("applying committed HL7 inbox item %s failed", item.id)
             finally:
                 self._queue.task_done()
 
@@ -160,11 +162,14 @@ class Receiver:
             time.sleep(0.01)
 
     def recover_pending(self) -> int:
-        """Queue committed messages a crash left unapplied (enhanced mode), oldest first."""
-        pending = sorted((i for i in self.inbox.list(status="pending", kind="hl7v2") if i.meta.get("type")),
+        """Queue committed messages a crash left unapplied (enhanced mode), oldest first.
+
+        Original-mode messages are not among them: one left pending was never acknowledged with an
+        AA, so its sender sends it again, and applying the old copy later could undo a newer one."""
+        pending = sorted((i for i in self.inbox.list(status="pending", kind="hl7v2") if i.meta.get("accept")),
                          key=lambda i: i.received)
         for item in pending:
-            self._applier().put(item.id)
+            self._applier().put(item)
         return len(pending)
 
     def process(self, item_id: str, raw: Optional[bytes] = None, item=None) -> tuple[bytes, Optional[Hl7Error]]:
@@ -173,10 +178,12 @@ class Receiver:
         with self._lock:
             ack, inbound, err = acknowledge(raw, self.apply)
         if err is None:
-            self._fast.mark(item_id, DONE, "", item=item, ack="AA")
+            # a fresh journal record: its status byte; anything else (a replay): the state file
+            if item is None or not self._journal.set_status(item.key, DONE):
+                self.inbox.mark(item_id, DONE, "", ack="AA")
         else:
             if self.inbox.durable:  # kept for replay: on disk before the sender hears AE/AR
-                self.inbox.put("hl7v2", raw, key=item_id.partition("/")[2], meta=sniff_meta(raw))
+                self._journal.sync()
             self.inbox.mark(item_id, FAILED, f"{err.ack_code} {err.code}: {err.reason}", ack=err.ack_code)
             log.warning("HL7 inbox item %s answered %s: %s", item_id, err.ack_code, err.reason)
         return encode_ack(ack, inbound), err

@@ -68,10 +68,11 @@ def test_accept_never_sends_no_ack_and_still_applies(store, tmp_path):
 
 
 def test_committed_messages_left_unapplied_are_recovered(store, tmp_path):
-    inbox = Inbox(tmp_path / "inbox")
-    inbox.put("hl7v2", adt(60, "AL"), meta={"type": "ADT^A08", "control_id": "E60"})  # committed, then a crash
-    receiver = Receiver(store, inbox)
+    crashed = Inbox(tmp_path / "inbox").journal("hl7v2")
+    crashed.append(adt(60, "AL"), {"type": "ADT^A08", "control_id": "E60", "accept": "AL"}, durable=True)  # CA sent, then a crash
+    crashed.append(adt(61, ""), {"type": "ADT^A08", "control_id": "E61"})  # original mode: no AA left, the sender resends it
+    receiver = Receiver(store, Inbox(tmp_path / "inbox"))
     assert receiver.recover_pending() == 1
     receiver.drain(60)
-    assert "7060" in _patients(store)
+    assert "7060" in _patients(store) and "7061" not in _patients(store)
     assert receiver.recover_pending() == 0

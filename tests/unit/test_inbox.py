@@ -65,3 +65,37 @@ def test_raw_object_whose_state_was_lost_counts_as_pending(tmp_path):
     again = inbox.get(item.id)
     assert again.status == PENDING and again.size == 7
     assert [i.id for i in inbox.list(status=PENDING)] == [item.id]
+
+
+def test_journal_items_are_listed_read_and_marked_like_files(tmp_path):
+    inbox = Inbox(tmp_path)
+    journal = inbox.journal("hl7v2")
+    assert inbox.journal("hl7v2") is journal
+    first = journal.append(b"MSH|one\r", {"control_id": "1"})
+    second = journal.append(b"MSH|two\r", {"control_id": "2"}, durable=True)
+    inbox.put("hl7v2", b"MSH|file\r")  # a file item beside the journal
+    assert first.key.startswith("j.") and first.key != second.key
+    assert inbox.read(second.id) == b"MSH|two\r"
+    assert inbox.get(first.id).meta == {"control_id": "1"} and inbox.get(first.id).status == PENDING
+    assert journal.set_status(first.key, DONE)
+    fresh = Inbox(tmp_path)  # another process reading the same folder
+    assert fresh.get(first.id).status == DONE
+    fresh.mark(second.id, FAILED, "AE 207: database unavailable")
+    assert sorted(i.status for i in fresh.list(kind="hl7v2")) == [DONE, FAILED, PENDING]
+    statuses = {i.id: i.status for i in fresh.list(kind="hl7v2") if i.key.startswith("j.")}
+    assert statuses == {first.id: DONE, second.id: FAILED}
+    assert fresh.get(second.id).reason.startswith("AE 207")
+    assert fresh.path(first.id).suffix == ".jnl"
+    assert not fresh.journal("hl7v2").set_status(first.key, FAILED)  # not the journal this inbox has open
+
+
+def test_journal_record_torn_by_a_crash_ends_the_scan(tmp_path):
+    inbox = Inbox(tmp_path)
+    journal = inbox.journal("hl7v2")
+    kept = journal.append(b"MSH|kept\r")
+    torn = journal.append(b"MSH|torn-by-the-crash\r")
+    path = inbox.path(kept.id)
+    os.truncate(path, path.stat().st_size - 5)
+    assert [i.id for i in Inbox(tmp_path).list(kind="hl7v2")] == [kept.id]
+    with pytest.raises(ValueError):
+        inbox.read(torn.id)
