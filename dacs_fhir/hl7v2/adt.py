@@ -12,8 +12,6 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Optional
 
-import hl7
-
 from ..codes import SYS_LOINC, SYS_OBS_CATEGORY, SYS_UCUM
 from .datatypes import GENDER, SID_BASE, address, fhir_date, fhir_datetime, full_url, human_name, identifier_criterion, identifier_cx
 from .errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, ContentError, Location
@@ -32,7 +30,7 @@ SIZE_UNITS = {
 }
 
 
-def patient_identifiers(inb: Inbound, pid: hl7.Segment) -> list[dict]:
+def patient_identifiers(inb: Inbound, pid: Segment) -> list[dict]:
     """PID-3 repetitions (PID-2 when PID-3 is empty, as older feeds send)."""
     for fld in (3, 2):
         ids = [i for r in inb.iter_reps(pid, fld) if (i := identifier_cx(inb, pid, fld, r))]
@@ -41,7 +39,7 @@ def patient_identifiers(inb: Inbound, pid: hl7.Segment) -> list[dict]:
     return []
 
 
-def patient_resource(inb: Inbound, pid: hl7.Segment) -> dict:
+def patient_resource(inb: Inbound, pid: Segment) -> dict:
     """PID -> Patient (HL7 v2-to-FHIR IG, segment map PID[Patient])."""
     ids = patient_identifiers(inb, pid)
     if not ids:

@@ -5,8 +5,6 @@ import re
 from typing import Optional
 from urllib.parse import quote
 
-import hl7
-
 from ..codes import SYS_V2_0203, scheme_system
 from ..mappers.fhir_datatypes import full_url, identifier_criterion  # noqa: F401  (shared with the DICOM mapping)
 from .errors import DATA_TYPE_ERROR, ContentError, Location
@@ -56,7 +54,7 @@ def authority_system(namespace: str, universal_id: str = "", universal_type: str
 
 
 
-def identifier_cx(inb: Inbound, seg: hl7.Segment, fld: int, rep: int, kind: str = PATIENT_ID) -> Optional[dict]:
+def identifier_cx(inb: Inbound, seg: Segment, fld: int, rep: int, kind: str = PATIENT_ID) -> Optional[dict]:
     """CX -> Identifier: CX-1 value, CX-4 assigning authority -> system, CX-5 identifier type (table 0203)."""
     v = lambda c, s=1: inb.value(seg, fld, rep, c, s)  # noqa: E731
     value = v(1)
@@ -68,7 +66,7 @@ def identifier_cx(inb: Inbound, seg: hl7.Segment, fld: int, rep: int, kind: str 
     return ident
 
 
-def identifier_ei(inb: Inbound, seg: hl7.Segment, fld: int, kind: str, type_code: str = "") -> Optional[dict]:
+def identifier_ei(inb: Inbound, seg: Segment, fld: int, kind: str, type_code: str = "") -> Optional[dict]:
     """EI -> Identifier: EI-1 value, EI-2..4 namespace / universal id / type -> system."""
     v = lambda c: inb.value(seg, fld, 1, c)  # noqa: E731
     if not v(1):
@@ -79,7 +77,7 @@ def identifier_ei(inb: Inbound, seg: hl7.Segment, fld: int, kind: str, type_code
     return ident
 
 
-def human_name(inb: Inbound, seg: hl7.Segment, fld: int, rep: int) -> Optional[dict]:
+def human_name(inb: Inbound, seg: Segment, fld: int, rep: int) -> Optional[dict]:
     """XPN -> HumanName: family (XPN-1.1), given (XPN-2, XPN-3), suffix (XPN-4, 6), prefix (XPN-5), use (XPN-7)."""
     v = lambda c, s=1: inb.value(seg, fld, rep, c, s)  # noqa: E731
     family = v(1, 1)
@@ -102,7 +100,7 @@ def human_name(inb: Inbound, seg: hl7.Segment, fld: int, rep: int) -> Optional[d
     return name
 
 
-def address(inb: Inbound, seg: hl7.Segment, fld: int, rep: int) -> Optional[dict]:
+def address(inb: Inbound, seg: Segment, fld: int, rep: int) -> Optional[dict]:
     """XAD -> Address: line (XAD-1.1, XAD-2), city, state, postalCode, country, use/type (XAD-7)."""
     v = lambda c, s=1: inb.value(seg, fld, rep, c, s)  # noqa: E731
     street = " ".join(x for x in (v(1, 1), v(1, 2), v(1, 3)) if x)  # SAD: street, street name, dwelling number
@@ -154,7 +152,7 @@ def fhir_datetime(value: str, where: Location) -> Optional[str]:
     return f"{date}T{hh}:{mm or '00'}:{ss}{tz[:3]}:{tz[3:]}"
 
 
-def codeable(inb: Inbound, seg: hl7.Segment, fld: int, rep: int = 1) -> Optional[dict]:
+def codeable(inb: Inbound, seg: Segment, fld: int, rep: int = 1) -> Optional[dict]:
     """CE/CWE -> CodeableConcept: identifier/text/system and the alternate triplet (components 4-6)."""
     v = lambda c: inb.value(seg, fld, rep, c)  # noqa: E731
     codings = []

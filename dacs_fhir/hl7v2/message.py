@@ -1,19 +1,24 @@
-"""An inbound HL7 v2 message: bytes as real feeds send them, decoded and parsed with python-hl7.
+"""An inbound HL7 v2 message: bytes as real feeds send them, decoded and split into fields.
 
 Real feeds send LF or CRLF instead of CR between segments, a UTF-8 byte order
 mark, a character set in MSH-18 (HL7 table 0211) or none, and a version in
 MSH-12 that does not always match the fields they fill. Decoding is done here,
 once; the rest of the package reads fields through :meth:`Inbound.value`
-(escape sequences resolved, HL7 v2.5.1 §2.7).
+(escape sequences resolved with python-hl7's ``hl7.util.unescape``, HL7 v2.5.1 §2.7).
+
+Segments are split into fields once; repetitions, components and subcomponents
+are split only when a value is read (HL7 v2.5.1 §2.5). A handler reads a few dozen
+values of a message, so this costs a small part of building python-hl7's full
+container tree, which was the largest single cost of an ADT on the listener.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Iterator, Optional
 
-import hl7
-from hl7.exceptions import ParseException
+from hl7.util import unescape
 
 from .errors import DATA_TYPE_ERROR, SEGMENT_SEQUENCE_ERROR, UNSUPPORTED_VERSION_ID, Location, MessageRejected
 
@@ -54,6 +59,10 @@ CHARSETS = {
 
 _CONTROL_ID = re.compile(rb"^MSH(.)[^\r\n]*", re.M)
 
+# One segment: its fields, item 0 the segment id. In MSH, item 1 is the field separator and item 2 the
+# encoding characters, so that item n is SEG-n in every segment (HL7 v2.5.1 §2.5.3).
+Segment = list
+
 
 @dataclass
 class Inbound:
@@ -61,9 +70,11 @@ class Inbound:
 
     raw: bytes
     text: str
-    msg: hl7.Message
+    msg: list[Segment]  # the segments in message order
     encoding: str
     notes: list[str] = field(default_factory=list)  # tolerated deviations (bom, lf, charset fallback)
+    separators: str = "\r|~^&"  # segment, field, repetition, component, subcomponent (python-hl7 order)
+    esc: str = "\\"
 
     # ---- header (HL7 v2.5.1 MSH)
     @property
@@ -96,46 +107,53 @@ class Inbound:
         return self.value("MSH", 18).strip()
 
     # ---- field access
-    def segments(self, seg_id: str) -> list[hl7.Segment]:
-        return [s for s in self.msg if str(s[0]) == seg_id]
+    def segments(self, seg_id: str) -> list[Segment]:
+        return [s for s in self.msg if s[0] == seg_id]
 
-    def segment(self, seg_id: str) -> Optional[hl7.Segment]:
+    def segment(self, seg_id: str) -> Optional[Segment]:
         for s in self.msg:
-            if str(s[0]) == seg_id:
+            if s[0] == seg_id:
                 return s
         return None
 
-    def value(self, seg: str | hl7.Segment | None, fld: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
-        """The unescaped leaf value at SEG-fld(rep).comp.sub, "" when absent."""
+    def value(self, seg: str | Segment | None, fld: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+        """The unescaped leaf value at SEG-fld(rep).comp.sub, "" when absent (MSH-1 and MSH-2 as sent)."""
         segment = self.segment(seg) if isinstance(seg, str) else seg
-        if segment is None:
+        if segment is None or fld >= len(segment) or fld < 1:
             return ""
-        try:
-            if fld >= len(segment):
+        text = segment[fld]
+        if fld <= 2 and segment[0] == "MSH":
+            return text
+        seps = self.separators
+        for n, sep in ((rep, seps[2]), (comp, seps[3]), (sub, seps[4])):
+            if sep in text:
+                parts = text.split(sep)
+                text = parts[n - 1] if 0 < n <= len(parts) else ""
+            elif n != 1:
                 return ""
-            out = segment.extract_field(1, fld, rep, comp, sub)
-        except (IndexError, KeyError, ValueError):
-            return ""
-        return out.strip() if isinstance(out, str) else str(out)
+        if self.esc and self.esc in text:
+            text = unescape(self._escapes, text)
+        return text.strip()
 
-    def repetitions(self, segment: hl7.Segment, fld: int) -> int:
+    @property
+    def _escapes(self) -> SimpleNamespace:
+        """What ``hl7.util.unescape`` reads of a python-hl7 container: the separators and escape character."""
+        return SimpleNamespace(separators=self.separators, esc=self.esc)
+
+    def repetitions(self, segment: Segment, fld: int) -> int:
         """How many repetitions field ``fld`` has (0 when empty)."""
-        if fld >= len(segment):
+        if fld >= len(segment) or not segment[fld]:
             return 0
-        f = segment[fld]
-        if isinstance(f, hl7.Field) and f and isinstance(f[0], hl7.Repetition):
-            return sum(1 for _ in f)
-        return 1 if str(f) else 0
+        return segment[fld].count(self.separators[2]) + 1
 
-    def iter_reps(self, segment: hl7.Segment, fld: int) -> Iterator[int]:
+    def iter_reps(self, segment: Segment, fld: int) -> Iterator[int]:
         return iter(range(1, self.repetitions(segment, fld) + 1))
 
-    def segment_sequence(self, segment: hl7.Segment) -> int:
+    def segment_sequence(self, segment: Segment) -> int:
         """1-based position of ``segment`` among segments with its id (ERR-2.2)."""
-        seg_id = str(segment[0])
         n = 0
         for s in self.msg:
-            if str(s[0]) == seg_id:
+            if s[0] == segment[0]:
                 n += 1
                 if s is segment:
                     return n
@@ -194,11 +212,13 @@ def decode(raw: bytes) -> Inbound:
     if not segments or not segments[0].startswith("MSH") or len(segments[0]) < 8:
         raise MessageRejected("no MSH segment at the start of the message", SEGMENT_SEQUENCE_ERROR, Location("MSH"))
     text = "\r".join(segments)
-    try:
-        msg = hl7.parse(text)
-    except (ParseException, ValueError, IndexError) as exc:
-        raise MessageRejected(f"unparseable message: {type(exc).__name__}", DATA_TYPE_ERROR, Location("MSH")) from None
-    inbound = Inbound(raw=raw, text=text, msg=msg, encoding=encoding, notes=notes)
+    fs, enc = text[3], text[4:].split(text[3], 1)[0]
+    if len(enc) < 4 or fs in enc or fs.isalnum() or len(set(enc[:4])) < 4:
+        raise MessageRejected("unparseable message: MSH-1/MSH-2 separators", DATA_TYPE_ERROR, Location("MSH", 1, 2))
+    msg = [s.split(fs) for s in segments]
+    msg[0][1:1] = [fs]  # MSH-1 is the field separator itself
+    inbound = Inbound(raw=raw, text=text, msg=msg, encoding=encoding, notes=notes,
+                      separators=f"\r{fs}{enc[1]}{enc[0]}{enc[3]}", esc=enc[2])
     version = inbound.version
     if version and not re.match(r"^2\.\d", version):
         raise MessageRejected(f"unsupported HL7 version {version[:10]!r}", UNSUPPORTED_VERSION_ID, Location("MSH", 1, 12))
