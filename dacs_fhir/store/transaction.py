@@ -86,6 +86,8 @@ class Transaction:
         self._versions: list[dict] = []
         self._index: dict[str, list[dict]] = {}
         self._stale: set[tuple[int, str]] = set()  # (pk, type) of resources whose index rows are to be deleted
+        self._stale_params: set[tuple[str, int, str]] = set()  # (kind, pk, param): just these rows (SQLite updates)
+        self._pending_pks: set[int] = set()  # resources with index rows in self._index
         self._locked: set[int] = set()
         self._last: Optional[datetime] = None
         # current rows this transaction has locked or written, by (type, id): a conditional write
@@ -110,6 +112,8 @@ class Transaction:
         self._versions.clear()
         self._index.clear()
         self._stale.clear()
+        self._stale_params.clear()
+        self._pending_pks.clear()
         self._rows.clear()
         self._prefetched.clear()
         self._new_rows.clear()
@@ -127,10 +131,17 @@ class Transaction:
                 for kind, stmt in _DELETE_STALE.items():
                     stmt.executemany(self.conn, [{"pk": pk} for pk, rtype in stale
                                                  if kind in searchparams.index_kinds(rtype)])
+        if self._stale_params:
+            stale_params, self._stale_params = self._stale_params, set()
+            for kind, stmt in _DELETE_PARAM.items():
+                args = [{"pk": pk, "param": param} for k, pk, param in stale_params if k == kind]
+                if args:
+                    stmt.executemany(self.conn, args)
         if self._versions:
             rows, self._versions = self._versions, []
             self._insert(V, rows)
         pending, self._index = self._index, {}
+        self._pending_pks.clear()
         for kind, rows in pending.items():
             self._insert(INDEX_TABLES[kind], rows)
 
@@ -272,8 +283,6 @@ class Transaction:
             pk = _INSERT.execute(self.conn, values).fetchone()[0]
         else:
             pk = current.pk
-            if not current.deleted:
-                self._drop_index(pk, rtype)
             if pk in self._new_rows:
                 self._new_rows[pk].update(values)
             else:
@@ -281,9 +290,34 @@ class Transaction:
         self._rows[(rtype, rid)] = _Row(pk, version, False, content)
         self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                    method=method, content=content))
-        for kind, rows in searchparams.extract(rtype, stored).items():
+        index = searchparams.extract(rtype, stored)
+        if current is not None and not current.deleted:
+            index = self._reindex(pk, rtype, current.content, index)
+        for kind, rows in index.items():
             self._index.setdefault(kind, []).extend({"res_pk": pk, "rtype": rtype, **r} for r in rows)
+        self._pending_pks.add(pk)
         return Outcome(stored, status or ("created" if method == "create" else "updated"))
+
+    def _reindex(self, pk: int, rtype: str, old_content: str, index: dict[str, list[dict]]) -> dict[str, list[dict]]:
+        """The index rows to insert for an update, the stale ones marked for deletion.
+
+        SQLite writes every page a transaction dirtied to its WAL at commit, and an update usually
+        changes a few parameters (an ADT changes an address, not the identifiers): when the old rows
+        are all on disk, only the parameters whose rows differ are deleted and inserted again.
+        PostgreSQL deletes all of a resource's rows in one round trip instead."""
+        if self.postgres or pk in self._pending_pks or pk in self._new_rows or (pk, rtype) in self._stale:
+            self._drop_index(pk, rtype)
+            return index
+        old = searchparams.extract(rtype, json.loads(old_content))
+        out: dict[str, list[dict]] = {}
+        for kind in old.keys() | index.keys():
+            before, after = _by_param(old.get(kind, ())), _by_param(index.get(kind, ()))
+            changed = {param for param in before.keys() | after.keys() if before.get(param) != after.get(param)}
+            self._stale_params.update((kind, pk, param) for param in changed if param in before)
+            rows = [r for r in index.get(kind, ()) if r["param"] in changed]
+            if rows:
+                out[kind] = rows
+        return out
 
     def _next_pk(self) -> int:
         """A key from the resource sequence, drawn 32 at a time."""
@@ -444,6 +478,15 @@ _NEXT_PKS = text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM 
 _UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
 _INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
 _DELETE_STALE = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for kind, t in INDEX_TABLES.items()}
+_DELETE_PARAM = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"), t.c.param == bindparam("param")))
+                 for kind, t in INDEX_TABLES.items()}
+
+
+def _by_param(rows) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["param"], []).append(r)
+    return out
 _T = INDEX_TABLES["token"]
 _TOKEN_SELECT = (
     select(R.c.rid, R.c.pk, R.c.version, R.c.deleted, R.c.content)

@@ -162,6 +162,46 @@ def test_index_follows_the_current_version(store):
         assert tx.search("Patient", [("identifier", "urn:example:mrn|MRN-1")]).total == 1
 
 
+def test_update_replaces_the_changed_index_rows_only(store):
+    """Updates in later transactions (SQLite rewrites only the parameters whose rows changed): the rows
+    on disk are exactly those of the current version, and every parameter finds it by its current values."""
+    from sqlalchemy import func, select
+
+    from dacs_fhir.store import searchparams
+    from dacs_fhir.store.models import INDEX_TABLES, resource as resource_table
+
+    def born(day):
+        return {k: v for k, v in patient(family="Sklodowska").items() if k != "birthDate"} | ({"birthDate": day} if day else {})
+
+    def rows_are_current(rid):
+        with store.transaction() as tx:
+            current = tx.read("Patient", rid)
+            pk = tx.conn.execute(select(resource_table.c.pk).where(resource_table.c.rid == rid)).scalar_one()
+            on_disk = {kind: tx.conn.execute(select(func.count()).select_from(t).where(t.c.res_pk == pk)).scalar_one()
+                       for kind, t in INDEX_TABLES.items()}
+        return on_disk == {kind: len(searchparams.extract("Patient", current).get(kind, ())) for kind in INDEX_TABLES}
+
+    with store.transaction() as tx:
+        rid = tx.create(patient()).resource["id"]
+    with store.transaction() as tx:
+        tx.update("Patient", rid, {**born("1867-11-07"), "id": rid})
+    assert rows_are_current(rid)
+    with store.transaction() as tx:
+        tx.update("Patient", rid, {**born(None), "id": rid})  # birth date removed
+    assert rows_are_current(rid)
+    with store.transaction() as tx:
+        tx.update("Patient", rid, {**born(None), "id": rid, "gender": "other"})
+        tx.update("Patient", rid, {**born(None), "id": rid, "gender": "male"})  # again, in the same transaction
+    assert rows_are_current(rid)
+    with store.transaction() as tx:
+        def total(name, value):
+            return tx.search("Patient", [(name, value)]).total
+        assert [total("family", f) for f in ("curie", "sklodowska")] == [0, 1]
+        assert [total("gender", g) for g in ("female", "other", "male")] == [0, 0, 1]
+        assert [total("birthdate", d) for d in ("1967-11-07", "1867-11-07")] == [0, 0]
+        assert total("identifier", "urn:example:mrn|MRN-1") == 1
+
+
 def test_create_update_delete_in_one_transaction(store):
     """Rows written in a transaction are read, changed and deleted before they reach the database
     (PostgreSQL inserts new rows at flush), and land with every version and the right index."""
