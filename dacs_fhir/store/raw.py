@@ -58,6 +58,11 @@ class Statement:
         cursor.execute(compiled[0], self._params(compiled, values))
         return cursor
 
+    def bind(self, conn: Connection, values: dict) -> tuple[str, Any]:
+        """(SQL, parameters) for the DBAPI cursor, e.g. to send in a pipeline with others."""
+        compiled = self._for(conn)
+        return compiled[0], self._params(compiled, values)
+
     def executemany(self, conn: Connection, rows: Iterable[dict]) -> None:
         compiled = self._for(conn)
         params = [self._params(compiled, r) for r in rows]
@@ -65,11 +70,48 @@ class Statement:
             conn.connection.dbapi_connection.cursor().executemany(compiled[0], params)
 
 
-def copy_rows(conn: Connection, table: str, keys: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """PostgreSQL: rows into ``table`` with one COPY (psycopg 3 ``Cursor.copy``), in the transaction.
-    A version's index rows are tens to hundreds of small rows: COPY sends them in one stream, where
-    even a pipelined ``executemany`` has the server run one INSERT per row."""
-    cursor = conn.connection.dbapi_connection.cursor()
-    with cursor.copy(f"COPY {table} ({', '.join(keys)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+class ArrayInsert:
+    """PostgreSQL: any number of rows into ``table`` as one INSERT, each column bound as one array and
+    expanded by ``unnest``. Unlike COPY (a round trip to start it and one to end it), such statements
+    can share one pipeline, so a transaction's new rows, versions and index rows reach the server in
+    one round trip; the server still inserts them as one set, not one INSERT per row."""
+
+    __slots__ = ("sql", "keys", "_numeric")
+
+    def __init__(self, table, keys: Optional[Sequence[str]] = None):
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.dialect()
+        self.keys = list(keys or table.c.keys())
+        # %(k)b: each array sent in binary; as text, every quote of every JSON document is escaped char by char
+        casts = ", ".join(f"CAST(%({k})b AS {table.c[k].type.compile(dialect=dialect)}[])" for k in self.keys)
+        self.sql = f"INSERT INTO {table.name} ({', '.join(self.keys)}) SELECT * FROM unnest({casts})"
+        # an array holds one type: numbers of float columns come as int, float or Decimal
+        self._numeric = {k for k in self.keys if _python_type(table.c[k].type) is float}
+
+    def bind(self, rows: Sequence[dict]) -> tuple[str, dict]:
+        params = {k: [r.get(k) for r in rows] for k in self.keys}
+        for k in self._numeric:
+            params[k] = [None if v is None else float(v) for v in params[k]]
+        return self.sql, params
+
+
+def _python_type(sqltype) -> Optional[type]:
+    try:
+        return sqltype.python_type
+    except NotImplementedError:
+        return None
+
+
+def run_pipelined(conn: Connection, statements: Sequence[tuple[str, Any]]) -> None:
+    """PostgreSQL: run (SQL, parameters) pairs in order, in one psycopg pipeline (one round trip)."""
+    if not statements:
+        return
+    dbapi = conn.connection.dbapi_connection
+    if len(statements) == 1:
+        dbapi.cursor().execute(*statements[0])
+        return
+    with dbapi.pipeline():
+        cursor = dbapi.cursor()
+        for sql, params in statements:
+            cursor.execute(sql, params)

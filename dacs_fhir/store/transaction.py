@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
 from . import dates, errors, searchparams, validation
-from .raw import Statement, copy_rows
+from .raw import ArrayInsert, Statement, run_pipelined
 from .models import INDEX_TABLES, resource as R, resource_version as V
 
 
@@ -94,7 +94,7 @@ class Transaction:
         # matches, locks and reads its row in one statement, and the write that follows reuses it
         self._rows: dict[tuple[str, str], Optional[_Row]] = {}  # None: minted here, not yet written
         self._prefetched: dict[tuple[str, str], list[str]] = {}  # (type, query) -> ids, see prefetch_matches
-        # PostgreSQL: new resource rows, inserted by one COPY at flush with keys drawn ahead from the
+        # PostgreSQL: new resource rows, inserted by one array INSERT at flush with keys drawn ahead from the
         # sequence (a bundle's new resources cost one round trip, not one INSERT … RETURNING each)
         self._new_rows: dict[int, dict] = {}
         self._pk_pool: list[int] = []
@@ -120,17 +120,13 @@ class Transaction:
 
     def flush(self) -> None:
         """Insert new resource rows, delete stale index rows, insert the pending version and index rows."""
-        if self._new_rows:
-            rows, self._new_rows = list(self._new_rows.values()), {}
-            copy_rows(self.conn, R.name, _NEW_ROW_KEYS, ([r[k] for k in _NEW_ROW_KEYS] for r in rows))
+        if self.postgres:
+            self._flush_pg()
+            return
         if self._stale:
             stale, self._stale = sorted(self._stale), set()
-            if self.postgres:  # one round trip: data-modifying CTEs, one per index table
-                _DELETE_STALE_PG.execute(self.conn, {"pks": [pk for pk, _ in stale]})
-            else:  # only the tables the resource types can have rows in
-                for kind, stmt in _DELETE_STALE.items():
-                    stmt.executemany(self.conn, [{"pk": pk} for pk, rtype in stale
-                                                 if kind in searchparams.index_kinds(rtype)])
+            for kind, stmt in _DELETE_STALE.items():  # only the tables the resource types can have rows in
+                stmt.executemany(self.conn, [{"pk": pk} for pk, rtype in stale if kind in searchparams.index_kinds(rtype)])
         if self._stale_params:
             stale_params, self._stale_params = self._stale_params, set()
             for kind, stmt in _DELETE_PARAM.items():
@@ -146,14 +142,25 @@ class Transaction:
             self._insert(INDEX_TABLES[kind], rows)
 
     def _insert(self, table, rows: list[dict]) -> None:
-        """COPY on PostgreSQL (one stream for any number of rows), executemany on SQLite (in-process)."""
-        if not rows:
-            return
         stmt = _INSERTS[table.name]
-        if self.postgres and len(rows) > 1:
-            copy_rows(self.conn, table.name, stmt.keys, ([r.get(k) for k in stmt.keys] for r in rows))
-        else:
-            stmt.executemany(self.conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
+        stmt.executemany(self.conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
+
+    def _flush_pg(self) -> None:
+        """PostgreSQL: the same writes as array INSERTs and one DELETE, in one pipeline (one round trip)."""
+        work = []
+        if self._new_rows:
+            rows, self._new_rows = list(self._new_rows.values()), {}
+            work.append(_NEW_ROWS_PG.bind(rows))
+        if self._stale:  # one statement: data-modifying CTEs, one per index table
+            stale, self._stale = sorted(self._stale), set()
+            work.append(_DELETE_STALE_PG.bind(self.conn, {"pks": [pk for pk, _ in stale]}))
+        if self._versions:
+            rows, self._versions = self._versions, []
+            work.append(_ARRAY_INSERTS[V.name].bind(rows))
+        pending, self._index = self._index, {}
+        self._pending_pks.clear()
+        work += [_ARRAY_INSERTS[INDEX_TABLES[kind].name].bind(rows) for kind, rows in pending.items() if rows]
+        run_pipelined(self.conn, work)
 
     # ---- reads
     def mint(self, rtype: str) -> str:
@@ -477,6 +484,8 @@ _NEW_ROW_KEYS = ["pk", *_RESOURCE_KEYS]
 _NEXT_PKS = text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)")
 _UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
 _INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
+_ARRAY_INSERTS = {t.name: ArrayInsert(t) for t in (V, *INDEX_TABLES.values())}
+_NEW_ROWS_PG = ArrayInsert(R, _NEW_ROW_KEYS)
 _DELETE_STALE = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for kind, t in INDEX_TABLES.items()}
 _DELETE_PARAM = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"), t.c.param == bindparam("param")))
                  for kind, t in INDEX_TABLES.items()}
@@ -487,6 +496,8 @@ def _by_param(rows) -> dict[str, list[dict]]:
     for r in rows:
         out.setdefault(r["param"], []).append(r)
     return out
+
+
 _T = INDEX_TABLES["token"]
 _TOKEN_SELECT = (
     select(R.c.rid, R.c.pk, R.c.version, R.c.deleted, R.c.content)
