@@ -7,10 +7,13 @@ study / series / SOP instance UIDs) over loopback, one association, to:
   dacs      the same SCP with the pipeline behind it, timed until every object is searchable
             through the FHIR API (one dose summary Observation per study)
 
+Each is first sent one warm-up object (for the DACS: until it is searchable), so the rates are those
+of running servers, not of a worker starting and loading its modules.
+
 The pipeline uses DACS_DATABASE_URL (default: SQLite in a temporary folder) and, with
 DACS_BROKER_URL, one ``dacs-fhir worker`` subprocess; otherwise tasks run in-process.
 
-    python bench/ingest.py [-n 2000] [--corpus ../shared/corpus] [--no-pipeline]
+    python bench/ingest.py [-n 2000] [--corpus ../shared/corpus] [--no-pipeline] [--concurrency N] [--pool P]
 """
 from __future__ import annotations
 
@@ -97,7 +100,7 @@ def count_summaries(base: str) -> int:
 
 
 def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool,
-             concurrency: int = 0, warmup: Optional[Path] = None) -> tuple[float, float]:
+             concurrency: int = 0, warmup: Optional[Path] = None, pool: str = "") -> tuple[float, float]:
     """(seconds until every object was acknowledged, seconds until every object was searchable).
 
     ``warmup``: a folder of one more object, sent and waited for before the clock starts, so that
@@ -120,7 +123,7 @@ def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool,
     if settings.broker_url:
         env = {**os.environ, "DACS_DATA_DIR": str(settings.data_dir), "DACS_DATABASE_URL": settings.database_url,
                "DACS_BROKER_URL": settings.broker_url, "DACS_QUEUE": settings.queue}
-        extra = ["--concurrency", str(concurrency)] if concurrency else []
+        extra = (["--concurrency", str(concurrency)] if concurrency else []) + (["--pool", pool] if pool else [])
         worker = subprocess.Popen([sys.executable, "-m", "dacs_fhir", "worker", "--loglevel", "WARNING", *extra], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{services.handles['http'].port}/fhir"
@@ -177,6 +180,8 @@ def main() -> int:
     ap.add_argument("--no-pipeline", action="store_true", help="measure SCP + inbox only")
     ap.add_argument("--concurrency", type=int, default=0,
                     help="processes of the one Celery worker (default: the worker's own, one per core)")
+    ap.add_argument("--pool", choices=("prefork", "solo", "threads"), default="",
+                    help="the Celery worker's pool (default: the worker's own)")
     args = ap.parse_args()
     import logging
 
@@ -215,7 +220,7 @@ def main() -> int:
             tasks = "1 Celery worker" if s.broker_url else "in-process tasks"
             with fresh_database(s.data_dir) as s.database_url:
                 acked, searchable = run_dacs(s, storescu, src, args.n, with_pipeline=True, concurrency=args.concurrency,
-                                             warmup=warmup)
+                                             warmup=warmup, pool=args.pool)
             print(f"DACS full pipeline, acknowledged        : {args.n / acked:7.1f} objects/s")
             print(f"DACS full pipeline, searchable in FHIR  : {args.n / searchable:7.1f} objects/s  ratio {bare / searchable:.2f}"
                   f"  ({db}, {tasks})")

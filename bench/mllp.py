@@ -4,9 +4,10 @@ to a local receiver, beside hl7apy's bare parse rate of the same messages in the
     python bench/mllp.py [--adt 2000] [--oru 1000] [--handler store|map]
 
 ``--handler store`` (default when the store package is present) runs the real
-inbound path: inbox -> parse -> FHIR Bundle -> store transaction (SQLite in a
-temporary folder) -> ACK. ``map`` runs the same path with a store that writes nothing. Targets (issue 5):
->= 500 ADT/s ACKed, >= 300 ORU/s delivered.
+inbound path: inbox journal -> parse -> FHIR Bundle -> store transaction (SQLite in a
+temporary folder, every commit fsync'd) -> ACK. ``map`` runs the same path with a store that writes
+nothing. The sender (python-hl7's MLLPClient) runs in its own process, as a RIS would.
+Targets (issue 5): >= 500 ADT/s ACKed, >= 300 ORU/s delivered.
 """
 from __future__ import annotations
 
