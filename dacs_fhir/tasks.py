@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Optional
 
@@ -75,15 +76,86 @@ def current_pipeline():
         return _pipeline
 
 
+@celery_app.task(name="dacs_fhir.process_inbox_items", bind=True, max_retries=8, default_retry_delay=2)
+def process_inbox_items(self, item_ids: list[str]) -> list[str]:
+    """Map and store raw inbox objects one after the other, each in its own transaction; when the
+    database is unavailable, the rest of them is retried as one task."""
+    from .pipeline import TransientError
+
+    out = []
+    for n, item_id in enumerate(item_ids):
+        try:
+            out.append(current_pipeline().process(item_id).status)
+        except TransientError as exc:
+            raise self.retry(args=(item_ids[n:],), exc=exc)
+    return out
+
+
 @celery_app.task(name="dacs_fhir.process_inbox_item", bind=True, max_retries=8, default_retry_delay=2)
 def process_inbox_item(self, item_id: str) -> str:
-    """Map and store one raw inbox object (retried when the database is unavailable)."""
+    """One raw inbox object (messages queued one per object; in-process tasks)."""
     from .pipeline import TransientError
 
     try:
         return current_pipeline().process(item_id).status
     except TransientError as exc:
         raise self.retry(exc=exc)
+
+
+class _Batcher:
+    """Sends inbox item ids to the broker as one task per batch.
+
+    A C-STORE stream brings objects faster than a task message each is worth: ``apply_async``
+    costs about 1.5 ms of CPU, half of what the SCP otherwise spends on an object, and a worker
+    pays its own share per message. A batch leaves ``window`` seconds after its first id, or
+    when it holds ``limit`` ids, from a background thread, so the C-STORE response never waits
+    for the broker. Ids not yet sent when the process dies belong to items kept pending in the
+    inbox, which ``dacs-fhir serve`` and ``dacs-fhir worker`` enqueue again when they start."""
+
+    def __init__(self, window: float = 0.05, limit: int = 16):
+        self.window, self.limit = window, limit
+        self._ids: list[str] = []
+        self._sending = 0
+        self._cond = threading.Condition()
+        self._thread: Optional[threading.Thread] = None
+
+    def add(self, item_id: str) -> None:
+        with self._cond:
+            self._ids.append(item_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="dacs-enqueue", daemon=True)
+                self._thread.start()
+            if len(self._ids) in (1, self.limit):  # a batch begins or is full (waking it for each id costs)
+                self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ids:
+                    self._cond.wait()
+                deadline = time.monotonic() + self.window
+                while len(self._ids) < self.limit and (left := deadline - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                ids, self._ids = self._ids[: self.limit], self._ids[self.limit:]
+                self._sending += 1
+            try:
+                process_inbox_items.apply_async(args=(ids,))
+            except Exception:  # noqa: BLE001 - the items stay pending in the inbox, re-enqueued on start
+                log.exception("enqueueing %d inbox items failed; they stay pending", len(ids))
+            finally:
+                with self._cond:
+                    self._sending -= 1
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every id added so far has been handed to the broker."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while (self._ids or self._sending) and (left := end - time.monotonic()) > 0:
+                self._cond.wait(left)
+
+
+_batcher = _Batcher()
 
 
 @worker_process_init.connect
@@ -110,13 +182,20 @@ def _local_executor() -> ThreadPoolExecutor:
 def enqueue_processing(item_id: str, settings: Settings) -> Optional[Future]:
     """Hand an inbox item to the task layer; returns a Future when run in-process."""
     if settings.broker_url:
-        process_inbox_item.apply_async(args=(item_id,))
+        _batcher.add(item_id)
         return None
     return _local_executor().submit(process_inbox_item.apply, args=(item_id,))
 
 
+def flush_enqueued(timeout: float = 10.0) -> None:
+    """Hand the ids still waiting for a batch to the broker (listeners stopping)."""
+    _batcher.flush(timeout)
+
+
 def drain(timeout: float = 60.0) -> None:
-    """Wait for in-process tasks queued so far (tests, import, shutdown)."""
+    """Wait for in-process tasks queued so far, and until queued ids are with the broker (tests,
+    import, shutdown)."""
+    _batcher.flush(timeout)
     ex = _executor
     if ex is not None:
         ex.submit(lambda: None).result(timeout=timeout)

@@ -59,6 +59,9 @@ class Services:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.handles.clear()
+        from .. import tasks
+
+        tasks.flush_enqueued()  # objects received last: to the broker now, not at the next start
 
 
 def serve_forever(services: Services) -> int:
