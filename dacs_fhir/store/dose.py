@@ -197,7 +197,9 @@ def keep_report(conn: Connection, report: DoseReport, dumped: Optional[dict] = N
     (_UPSERT_REPORT_PG if conn.dialect.name == "postgresql" else _UPSERT_REPORT_SQLITE).execute(conn, row)
 
 
+_REPORTS_FOR_STUDY = Statement(select(dose_report.c.content).where(dose_report.c.study_uid == bindparam("uid"))
+                               .order_by(dose_report.c.recorded, dose_report.c.sop_instance_uid))
+
+
 def reports_for_study(conn: Connection, study_uid: str) -> list[dict]:
-    rows = conn.execute(select(dose_report.c.content).where(dose_report.c.study_uid == study_uid)
-                        .order_by(dose_report.c.recorded, dose_report.c.sop_instance_uid)).scalars()
-    return [json.loads(c) for c in rows]
+    return [json.loads(c) for (c,) in _REPORTS_FOR_STUDY.execute(conn, {"uid": study_uid}).fetchall()]

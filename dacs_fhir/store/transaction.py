@@ -329,7 +329,7 @@ class Transaction:
     def _next_pk(self) -> int:
         """A key from the resource sequence, drawn 32 at a time."""
         if not self._pk_pool:
-            self._pk_pool = list(self.conn.execute(_NEXT_PKS, {"n": 32}).scalars())[::-1]
+            self._pk_pool = [pk for (pk,) in _NEXT_PKS.execute(self.conn, {"n": 32}).fetchall()][::-1]
         return self._pk_pool.pop()
 
     def _drop_index(self, pk: int, rtype: str) -> None:
@@ -405,8 +405,7 @@ class Transaction:
         keys = sorted({int.from_bytes(hashlib.sha1(n.encode()).digest()[:8], "big", signed=True) for n in names}
                       - self._locked)
         if keys:
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"),
-                              {"keys": keys})
+            _LOCK_PG.execute(self.conn, {"keys": keys}).fetchall()
             self._locked.update(keys)
 
     # ---- history and search
@@ -481,7 +480,8 @@ _ROW_FOR_UPDATE = Statement(_ROW_SELECT.with_for_update())
 _RESOURCE_KEYS = ["rtype", "rid", "version", "last_updated", "deleted", "content"]
 _INSERT = Statement(insert(R).returning(R.c.pk), _RESOURCE_KEYS)
 _NEW_ROW_KEYS = ["pk", *_RESOURCE_KEYS]
-_NEXT_PKS = text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)")
+_NEXT_PKS = Statement(text("SELECT nextval(pg_get_serial_sequence('resource', 'pk')) FROM generate_series(1, :n)"))
+_LOCK_PG = Statement(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"))
 _UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
 _INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
 _ARRAY_INSERTS = {t.name: ArrayInsert(t) for t in (V, *INDEX_TABLES.values())}
