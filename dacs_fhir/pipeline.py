@@ -115,8 +115,7 @@ class Pipeline:
         mine = report_json.dump(report)
         with self.store.transaction() as tx:
             # objects of one study are merged one at a time, whatever the number of workers
-            tx.lock([f"dose-study:{report.study.instance_uid}"])
-            kept = tx.dose_reports_for_study(report.study.instance_uid)
+            kept = tx.dose_reports_for_study(report.study.instance_uid, lock=True)
             if mine in kept:
                 return Outcome(DUPLICATE, study_uid=report.study.instance_uid)
             earlier = [r for r in map(report_json.load, kept) if r.sop_instance_uid != report.sop_instance_uid]

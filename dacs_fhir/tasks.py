@@ -35,6 +35,7 @@ celery_app.conf.update(
 
 _settings: Optional[Settings] = None
 _pipeline = None
+_worker = False  # this process is a ``dacs-fhir worker``: it writes and serves no searches
 _lock = threading.Lock()
 _executor: Optional[ThreadPoolExecutor] = None
 
@@ -47,11 +48,11 @@ def _apply_broker(settings: Settings) -> None:
         celery_app.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=False)
 
 
-def configure(settings: Settings) -> None:
-    """Bind the task layer to ``settings`` (broker or in-process)."""
-    global _settings, _pipeline
+def configure(settings: Settings, worker: bool = False) -> None:
+    """Bind the task layer to ``settings`` (broker or in-process); ``worker``: for a worker process."""
+    global _settings, _pipeline, _worker
     with _lock:
-        _settings, _pipeline = settings, None
+        _settings, _pipeline, _worker = settings, None, worker
     _apply_broker(settings)
 
 
@@ -71,8 +72,13 @@ def current_pipeline():
     with _lock:
         if _pipeline is None:
             from .pipeline import Pipeline
+            from .store import Store
 
-            _pipeline = Pipeline(_settings)
+            # a worker's PostgreSQL statements may use generic plans (see Store)
+            store = Store(_settings.database_url, generic_plans=True) if _worker else None
+            if store is not None:
+                store.upgrade()
+            _pipeline = Pipeline(_settings, store=store)
         return _pipeline
 
 

@@ -13,7 +13,7 @@ def run(args) -> int:
     if not settings.broker_url:
         print("worker: DACS_BROKER_URL is not set (without a broker, tasks run inside 'serve')", file=sys.stderr)
         return 2
-    tasks.configure(settings)
+    tasks.configure(settings, worker=True)
     tasks.register_task_modules()
     recovered = tasks.current_pipeline().recover_pending()
     if recovered:

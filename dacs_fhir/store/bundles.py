@@ -101,13 +101,15 @@ class BundleProcessor:
                 raise errors.InvalidResource(f"{e.label}: fullUrl {e.full_url} appears twice", "Bundle.entry.fullUrl")
             seen.add(e.full_url)
         ordered = sorted(entries, key=lambda e: (ORDER[e.method], e.index))
-        self.tx.lock_criteria([(e.rtype, e.if_none_exist if e.method == "POST" else e.query) for e in entries
-                               if (e.method == "POST" and e.if_none_exist) or (e.method == "PUT" and e.query)])
+        criteria = [(e.rtype, e.if_none_exist if e.method == "POST" else e.query) for e in ordered
+                    if (e.method == "POST" and e.if_none_exist) or (e.method == "PUT" and e.query)]
+        deletes = [e for e in ordered if e.method == "DELETE"]
+        if deletes:  # the criteria are locked before anything is written (prefetch_matches locks them too)
+            self.tx.lock_criteria(criteria)
         responses: list[Optional[dict]] = [None] * len(entries)
-        for e in (e for e in ordered if e.method == "DELETE"):
+        for e in deletes:
             responses[e.index] = self._guard(e, self._delete)
-        self.tx.prefetch_matches([(e.rtype, e.if_none_exist if e.method == "POST" else e.query) for e in ordered
-                                  if (e.method == "POST" and e.if_none_exist) or (e.method == "PUT" and e.query)])
+        self.tx.prefetch_matches(criteria)
         planned = {e.index: self._guard(e, self._plan) for e in ordered if e.method in ("POST", "PUT")}
         for e in ordered:
             if e.method in ("POST", "PUT", "PATCH"):

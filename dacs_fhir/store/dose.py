@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
@@ -17,7 +16,7 @@ from .. import codes
 from ..domain import DoseReport, IrradiationEvent
 from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
-from .raw import Statement
+from .raw import ArrayInsert, Statement, run_pipelined
 
 
 LOINC_DOSE_SUMMARY = "73569-6"  # RDS IG radiation-dose-summary Observation.code
@@ -46,10 +45,16 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None, dump
     ``summary``/``events`` are the FHIR resources written for the report (dicts, ``Type/id``
     strings or a fullUrl -> ``Type/id`` map); a DoseReport given as ``summary`` is the source
     report to keep for later merges (otherwise ``report`` itself is kept).
-
-    Eight fixed statements (study upsert, three deletes, three inserts, kept-report upsert), run on
-    the DBAPI cursor; PostgreSQL gets them in one pipeline, one round trip instead of eight.
     """
+    run_pipelined(conn, record_statements(conn, report, summary, events, dumped))
+
+
+def record_statements(conn: Connection, report: DoseReport, summary=None, events=None,
+                      dumped: Optional[dict] = None) -> list[tuple]:
+    """The statements of ``record``, as (SQL, parameters) to run in order (``raw.run_pipelined``):
+    study upsert, three deletes, three inserts and the kept-report upsert. On PostgreSQL the totals
+    and events are one array INSERT each, and all of it can share one round trip with the
+    transaction's other writes."""
     study_uid = report.study.instance_uid
     device_key = report.device.key[:255]
     refs = _references(_resources(conn, summary, events))
@@ -73,15 +78,17 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None, dump
     kept_row = dict(study_uid=kept.study.instance_uid, sop_instance_uid=kept.sop_instance_uid, kind=kept.kind,
                     recorded=_now(), content=json.dumps(dumped, separators=(",", ":"), ensure_ascii=False))
     postgres = conn.dialect.name == "postgresql"
-    pipeline = conn.connection.dbapi_connection.pipeline() if postgres else nullcontext()
-    with pipeline:
-        (_UPSERT_STUDY_PG if postgres else _UPSERT_STUDY_SQLITE).execute(conn, study)
-        for stmt in _DELETE_SCOPE:  # a study seen before: its rows of this kind and device are replaced
-            stmt.execute(conn, scope)
-        _INSERT_SUMMARY.execute(conn, summary_row)
-        _INSERT_TOTAL.executemany(conn, totals)
-        _INSERT_EVENT.executemany(conn, rows)
-        (_UPSERT_REPORT_PG if postgres else _UPSERT_REPORT_SQLITE).execute(conn, kept_row)
+    work = [(_UPSERT_STUDY_PG if postgres else _UPSERT_STUDY_SQLITE).bind(conn, study)]
+    # a study seen before: its rows of this kind and device are replaced
+    work += [stmt.bind(conn, scope) for stmt in _DELETE_SCOPE]
+    work.append(_INSERT_SUMMARY.bind(conn, summary_row))
+    for table_rows, array_insert, stmt in ((totals, _TOTALS_PG, _INSERT_TOTAL), (rows, _EVENTS_PG, _INSERT_EVENT)):
+        if table_rows and postgres:
+            work.append(array_insert.bind(table_rows))
+        else:
+            work += [stmt.bind(conn, {k: r.get(k) for k in stmt.keys}) for r in table_rows]
+    work.append((_UPSERT_REPORT_PG if postgres else _UPSERT_REPORT_SQLITE).bind(conn, kept_row))
+    return work
 
 
 def _upsert(dialect_insert, table, key: list[str], keep_if_null: tuple[str, ...] = ()) -> Statement:
@@ -103,6 +110,7 @@ _DELETE_SCOPE = [Statement(delete(t).where(t.c.study_uid == bindparam("study_uid
                  for t in (dose_summary, dose_total, irradiation_event)]
 _INSERT_SUMMARY, _INSERT_TOTAL, _INSERT_EVENT = (Statement(insert(t), [c.name for c in t.c])
                                                  for t in (dose_summary, dose_total, irradiation_event))
+_TOTALS_PG, _EVENTS_PG = ArrayInsert(dose_total), ArrayInsert(irradiation_event)
 
 
 def _totals(report: DoseReport) -> list[dict]:
@@ -197,9 +205,9 @@ def keep_report(conn: Connection, report: DoseReport, dumped: Optional[dict] = N
     (_UPSERT_REPORT_PG if conn.dialect.name == "postgresql" else _UPSERT_REPORT_SQLITE).execute(conn, row)
 
 
-_REPORTS_FOR_STUDY = Statement(select(dose_report.c.content).where(dose_report.c.study_uid == bindparam("uid"))
+REPORTS_FOR_STUDY = Statement(select(dose_report.c.content).where(dose_report.c.study_uid == bindparam("uid"))
                                .order_by(dose_report.c.recorded, dose_report.c.sop_instance_uid))
 
 
 def reports_for_study(conn: Connection, study_uid: str) -> list[dict]:
-    return [json.loads(c) for (c,) in _REPORTS_FOR_STUDY.execute(conn, {"uid": study_uid}).fetchall()]
+    return [json.loads(c) for (c,) in REPORTS_FOR_STUDY.execute(conn, {"uid": study_uid}).fetchall()]

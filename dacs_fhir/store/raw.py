@@ -103,15 +103,23 @@ def _python_type(sqltype) -> Optional[type]:
         return None
 
 
-def run_pipelined(conn: Connection, statements: Sequence[tuple[str, Any]]) -> None:
-    """PostgreSQL: run (SQL, parameters) pairs in order, in one psycopg pipeline (one round trip)."""
+def run_pipelined(conn: Connection, statements: Sequence[tuple[str, Any]]) -> list:
+    """Run (SQL, parameters) pairs in order; returns each one's DBAPI cursor, to fetch from.
+
+    PostgreSQL gets them in one psycopg pipeline: one round trip, where a transaction's first one
+    also carries its BEGIN. SQLite runs them one after the other (no round trips to save)."""
     if not statements:
-        return
+        return []
     dbapi = conn.connection.dbapi_connection
-    if len(statements) == 1:
-        dbapi.cursor().execute(*statements[0])
-        return
-    with dbapi.pipeline():
-        cursor = dbapi.cursor()
-        for sql, params in statements:
+    if len(statements) == 1 or conn.dialect.name != "postgresql":
+        cursors = [dbapi.cursor() for _ in statements]
+        for cursor, (sql, params) in zip(cursors, statements):
             cursor.execute(sql, params)
+        return cursors
+    cursors = []
+    with dbapi.pipeline():
+        for sql, params in statements:
+            cursor = dbapi.cursor()
+            cursor.execute(sql, params)
+            cursors.append(cursor)
+    return cursors

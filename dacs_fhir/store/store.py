@@ -1,14 +1,16 @@
 """The store: a SQLAlchemy engine, its Alembic migrations and transactions (issue 3)."""
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine, make_url
 
-from .transaction import Transaction
+from .transaction import KeyPool, Transaction
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -17,26 +19,34 @@ class Store:
     """``Store(url)``: ``sqlite:///file`` (embedded default) or ``postgresql+psycopg://…``.
 
     ``schema`` (PostgreSQL) puts every table in that schema, e.g. one per test run.
+
+    ``generic_plans`` (PostgreSQL): for a process that writes and does not serve searches (the
+    worker). A store serving searches plans every prepared statement with its values: a generic
+    plan (psycopg prepares a statement after five runs) cannot tell a patient id from a code that a
+    fifth of all rows carry. The write path's statements are key lookups and array INSERTs, whose
+    plans do not depend on the values; planning them again on every run was a fifth of the
+    server's CPU per stored object.
     """
 
-    def __init__(self, database_url: str, schema: Optional[str] = None, **engine_options):
+    def __init__(self, database_url: str, schema: Optional[str] = None, generic_plans: bool = False,
+                 **engine_options):
         url = make_url(database_url)
         self.url = url
+        self._keys = KeyPool()  # PostgreSQL: keys of new resource rows, drawn ahead
         if url.get_backend_name() == "sqlite":
             self.engine = create_engine(url, **engine_options)
             _sqlite_transactions(self.engine)
         else:
-            # searches must be planned with their values: a generic plan (psycopg prepares a statement
-            # after five runs) cannot tell a patient id from a code that a fifth of all rows carry
-            options = "-c plan_cache_mode=force_custom_plan"
+            options = f"-c plan_cache_mode={'auto' if generic_plans else 'force_custom_plan'}"
             if url.query.get("options"):  # e.g. ?options=-csearch_path%3Dtenant: keep it, connect_args would drop it
                 options = f"{url.query['options']} {options}"
                 url = url.difference_update_query(["options"])
             if schema:
                 options += f" -c search_path={schema}"
             engine_options.setdefault("connect_args", {})["options"] = options
-            engine_options.setdefault("pool_pre_ping", True)
             self.engine: Engine = create_engine(url, **engine_options)
+            if not engine_options.get("pool_pre_ping"):
+                _ping_when_idle(self.engine)
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema to ``revision`` (Alembic, run on this store's engine)."""
@@ -53,12 +63,39 @@ class Store:
     def transaction(self) -> Iterator[Transaction]:
         """One database transaction: committed when the block ends, rolled back on an exception."""
         with self.engine.begin() as conn:
-            tx = Transaction(conn)
+            tx = Transaction(conn, self._keys)
             yield tx
             tx.flush()
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _ping_when_idle(engine: Engine, idle: float = 2.0) -> None:
+    """Test a pooled connection before use when it has been idle ``idle`` seconds or more (the server
+    may have restarted meanwhile); a dead one is replaced (SQLAlchemy's pessimistic disconnect
+    handling, applied only after idle time: ``pool_pre_ping`` would cost a round trip per checkout,
+    one in ten of a stored object's). A connection that dies while in use fails its statement,
+    which the pipeline retries as a transient error."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection, record):
+        if record is not None:
+            record.info["dacs_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection, record, _proxy):
+        since = record.info.get("dacs_idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            if not dbapi_connection.autocommit:
+                dbapi_connection.rollback()  # SELECT 1 began a transaction
+        except Exception as exc:  # noqa: BLE001 - any failure means the connection is unusable
+            raise DisconnectionError(f"pooled connection is dead: {type(exc).__name__}") from exc
 
 
 def _sqlite_transactions(engine: Engine) -> None:

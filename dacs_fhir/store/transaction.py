@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -78,8 +80,9 @@ def etag_version(value: Optional[str]) -> Optional[str]:
 class Transaction:
     """The store interface of one transaction (see ``Store.transaction()``)."""
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, keys: Optional["KeyPool"] = None):
         self.conn = conn
+        self._keys = keys if keys is not None else KeyPool()
         self.postgres = conn.dialect.name == "postgresql"
         # version and index rows are inserted in batches (one statement per table), before any
         # query that reads them and before commit: a bundle costs a few round trips, not dozens
@@ -97,7 +100,6 @@ class Transaction:
         # PostgreSQL: new resource rows, inserted by one array INSERT at flush with keys drawn ahead from the
         # sequence (a bundle's new resources cost one round trip, not one INSERT … RETURNING each)
         self._new_rows: dict[int, dict] = {}
-        self._pk_pool: list[int] = []
 
     def _clock(self) -> datetime:
         """Version timestamps, strictly increasing within the transaction (history order)."""
@@ -121,7 +123,7 @@ class Transaction:
     def flush(self) -> None:
         """Insert new resource rows, delete stale index rows, insert the pending version and index rows."""
         if self.postgres:
-            self._flush_pg()
+            run_pipelined(self.conn, self._flush_work())
             return
         if self._stale:
             stale, self._stale = sorted(self._stale), set()
@@ -145,8 +147,12 @@ class Transaction:
         stmt = _INSERTS[table.name]
         stmt.executemany(self.conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
 
-    def _flush_pg(self) -> None:
-        """PostgreSQL: the same writes as array INSERTs and one DELETE, in one pipeline (one round trip)."""
+    def _flush_work(self) -> list[tuple]:
+        """PostgreSQL: the writes of ``flush`` as array INSERTs and one DELETE, (SQL, parameters) to
+        send in one pipeline (one round trip) with whatever else the caller has to send."""
+        if not self.postgres:
+            self.flush()
+            return []
         work = []
         if self._new_rows:
             rows, self._new_rows = list(self._new_rows.values()), {}
@@ -160,7 +166,7 @@ class Transaction:
         pending, self._index = self._index, {}
         self._pending_pks.clear()
         work += [_ARRAY_INSERTS[INDEX_TABLES[kind].name].bind(rows) for kind, rows in pending.items() if rows]
-        run_pipelined(self.conn, work)
+        return work
 
     # ---- reads
     def mint(self, rtype: str) -> str:
@@ -327,10 +333,8 @@ class Transaction:
         return out
 
     def _next_pk(self) -> int:
-        """A key from the resource sequence, drawn 32 at a time."""
-        if not self._pk_pool:
-            self._pk_pool = [pk for (pk,) in _NEXT_PKS.execute(self.conn, {"n": 32}).fetchall()][::-1]
-        return self._pk_pool.pop()
+        """A key from the resource sequence (drawn ahead, shared by the store's transactions)."""
+        return self._keys.take(self.conn)
 
     def _drop_index(self, pk: int, rtype: str) -> None:
         for kind, rows in self._index.items():
@@ -372,10 +376,12 @@ class Transaction:
             token = _single_token(rtype, params) if params else None
             if token is not None:
                 wanted[(rtype, query)] = (rtype, params[0][0], token[1], token[0])
+        # every criterion is locked first (key order, one statement), in the same round trip as the lookup
+        work = self._lock_work([f"{t}?{q}" for t, q in criteria])
         if len(wanted) < 2:
+            run_pipelined(self.conn, work)
             return
-        self.lock_criteria(list(wanted))
-        self.flush()
+        work += self._flush_work()
         keys = sorted(set(wanted.values()))
         if self.postgres:  # one statement text for any number of criteria: planned cheaply, prepared once
             stmt = _PREFETCH_PG
@@ -384,7 +390,8 @@ class Transaction:
             stmt = _prefetch_statement(len(keys))
             values = {f"{name}{i}": v for i, key in enumerate(keys) for name, v in zip("tpcs", key)}
         found: dict[tuple, list[str]] = {}
-        for rtype, param, code, system, rid, *row in stmt.execute(self.conn, values).fetchall():
+        matched = run_pipelined(self.conn, [*work, stmt.bind(self.conn, values)])[-1].fetchall()
+        for rtype, param, code, system, rid, *row in matched:
             ids = found.setdefault((rtype, param, code, system), [])
             if rid not in ids:
                 ids.append(rid)
@@ -400,13 +407,18 @@ class Transaction:
     def lock(self, names: list[str]) -> None:
         """PostgreSQL: transaction-scoped advisory locks on ``names`` (one statement, in key order);
         SQLite needs none, its write transactions are serial."""
+        run_pipelined(self.conn, self._lock_work(names))
+
+    def _lock_work(self, names: list[str]) -> list[tuple]:
+        """The statement of ``lock(names)``, to send with others (none when every name is held already)."""
         if not self.postgres:
-            return
+            return []
         keys = sorted({int.from_bytes(hashlib.sha1(n.encode()).digest()[:8], "big", signed=True) for n in names}
                       - self._locked)
-        if keys:
-            _LOCK_PG.execute(self.conn, {"keys": keys}).fetchall()
-            self._locked.update(keys)
+        if not keys:
+            return []
+        self._locked.update(keys)
+        return [_LOCK_PG.bind(self.conn, {"keys": keys})]
 
     # ---- history and search
     def history(self, rtype: Optional[str] = None, rid: Optional[str] = None, since=None,
@@ -453,17 +465,23 @@ class Transaction:
     # ---- dose analytics
     def record_dose_report(self, report, summary=None, events=None, dumped: Optional[dict] = None) -> None:
         """Dose analytics rows of a (merged) report, in this transaction (``dumped``: the kept report's
-        ``report_json.dump`` when the caller has made it already)."""
-        from .dose import record
+        ``report_json.dump`` when the caller has made it already). On PostgreSQL, they go in the same
+        round trip as the transaction's pending resource writes."""
+        from .dose import record_statements
 
-        self.flush()
-        record(self.conn, report, summary, events, dumped)
+        if _by_reference(summary, events):
+            self.flush()  # resources named by reference are read back, from this transaction's writes
+        work = self._flush_work()
+        run_pipelined(self.conn, work + record_statements(self.conn, report, summary, events, dumped))
 
-    def dose_reports_for_study(self, study_uid: str) -> list[dict]:
-        """The kept domain reports (``report_json.dump`` form) of a study, oldest first."""
-        from .dose import reports_for_study
+    def dose_reports_for_study(self, study_uid: str, lock: bool = False) -> list[dict]:
+        """The kept domain reports (``report_json.dump`` form) of a study, oldest first; ``lock``: after
+        taking the study's lock (``lock``, name ``dose-study:<uid>``), in the same round trip."""
+        from .dose import REPORTS_FOR_STUDY
 
-        return reports_for_study(self.conn, study_uid)
+        work = self._lock_work([f"dose-study:{study_uid}"]) if lock else []
+        found = run_pipelined(self.conn, [*work, REPORTS_FOR_STUDY.bind(self.conn, {"uid": study_uid})])[-1]
+        return [json.loads(c) for (c,) in found.fetchall()]
 
     def keep_dose_report(self, report) -> None:
         """Keep one domain report of a study so later objects can be merged with it."""
@@ -534,6 +552,37 @@ _PREFETCH_PG = Statement(text(
     " JOIN idx_token t ON t.rtype = k.rtype AND t.param = k.param AND t.code = k.code AND t.system = k.system"
     " JOIN resource r ON r.pk = t.res_pk AND NOT r.deleted"
     " FOR UPDATE OF r"))
+
+
+class KeyPool:
+    """PostgreSQL: keys of new ``resource`` rows, drawn from its sequence a hundred at a time and
+    shared by one store's transactions, so that a stored object rarely waits a round trip for its
+    keys. Keys a rolled-back transaction took are not reused (a sequence has gaps anyway), and a
+    forked process (Celery's prefork pool) draws its own."""
+
+    def __init__(self, batch: int = 100):
+        self.batch = batch
+        self._keys: list[int] = []
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def take(self, conn: Connection) -> int:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._keys, self._pid = [], os.getpid()
+            if not self._keys:
+                self._keys = [pk for (pk,) in _NEXT_PKS.execute(conn, {"n": self.batch}).fetchall()][::-1]
+            return self._keys.pop()
+
+
+def _by_reference(*parts) -> bool:
+    """Whether ``dose.record`` is given any resource as a ``Type/id`` string (it reads those back)."""
+    for part in parts:
+        if isinstance(part, dict) and "resourceType" not in part:
+            part = list(part.values())
+        if isinstance(part, (list, tuple)) and any(isinstance(item, str) for item in part):
+            return True
+    return False
 
 
 class _Row(NamedTuple):

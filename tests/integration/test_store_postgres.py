@@ -124,3 +124,54 @@ def test_dose_report_rows(store):
     assert dlp == 321.0 and events == [321.0]
     with store.transaction() as tx:
         assert len(tx.dose_reports_for_study(study)) == 1
+
+
+def test_a_search_store_plans_with_values_and_a_worker_store_may_reuse_plans(store):
+    worker = Store(URL, generic_plans=True)
+    try:
+        for s, mode in ((store, "force_custom_plan"), (worker, "auto")):
+            with s.engine.connect() as conn:
+                assert conn.execute(text("SHOW plan_cache_mode")).scalar() == mode
+    finally:
+        worker.dispose()
+
+
+def test_a_connection_dropped_while_idle_in_the_pool_is_replaced(monkeypatch):
+    """No ping per checkout: a pooled connection is tested only after idle time, and a dead one is replaced."""
+    import dacs_fhir.store.store as store_module
+
+    s = Store(URL)
+    admin = Store(URL)
+    try:
+        with s.engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.engine.begin() as conn:  # what a server restart does to the pooled connection
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        clock = store_module.time.monotonic
+        monkeypatch.setattr(store_module.time, "monotonic", lambda: clock() + 60)
+        with s.engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+    finally:
+        s.dispose()
+        admin.dispose()
+
+
+def test_resource_keys_are_drawn_ahead_and_never_shared_with_a_forked_process(store, monkeypatch):
+    import dacs_fhir.store.transaction as transaction_module
+
+    with store.transaction() as tx:
+        first = tx.create({"resourceType": "Device", "manufacturer": "ACME"})
+    with store.transaction() as tx:
+        second = tx.create({"resourceType": "Device", "manufacturer": "ACME"})
+    with store.engine.connect() as conn:
+        pks = dict(conn.execute(text("SELECT rid, pk FROM resource WHERE rid IN (:a, :b)"),
+                                {"a": first.resource["id"], "b": second.resource["id"]}).all())
+    assert pks[second.resource["id"]] == pks[first.resource["id"]] + 1  # from the keys drawn by the first
+    pid = transaction_module.os.getpid()
+    monkeypatch.setattr(transaction_module.os, "getpid", lambda: pid + 1)  # as in a prefork child
+    with store.transaction() as tx:
+        third = tx.create({"resourceType": "Device", "manufacturer": "ACME"})
+    with store.engine.connect() as conn:
+        pk3 = conn.execute(text("SELECT pk FROM resource WHERE rid = :r"), {"r": third.resource["id"]}).scalar()
+        last = conn.execute(text("SELECT last_value FROM resource_pk_seq")).scalar()
+    assert pk3 > pks[second.resource["id"]] + 1 and pk3 == last - store._keys.batch + 1  # a fresh draw
