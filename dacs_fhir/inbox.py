@@ -148,14 +148,29 @@ class Inbox:
         return item
 
     def _read_state(self, path: Path) -> Optional[InboxItem]:
+        """The item's state; None when there is none, or only a torn one (see ``_write_state``)."""
         try:
-            return InboxItem(**json.loads(path.read_text()))
+            return InboxItem(**json.loads(path.read_bytes()))
         except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):  # a crash in the middle of a state write
             return None
 
     def _write_state(self, path: Path, item: InboxItem) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, json.dumps(asdict(item), sort_keys=True).encode(), durable=False)
+        """Write the state file in place, not synced and not through a renamed temporary file: a new
+        file per mark cost five times the CPU of an overwrite. A state is only ever lost in a crash,
+        and an item without a readable state is pending (``get``): processed again, which finds it
+        a duplicate. The item's bytes are what is kept durably (``put``)."""
+        data = json.dumps(asdict(item), sort_keys=True).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     def journal(self, kind: str) -> "Journal":
         """The append-only journal of ``kind`` (one open file per inbox and kind)."""

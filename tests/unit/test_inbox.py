@@ -67,6 +67,19 @@ def test_raw_object_whose_state_was_lost_counts_as_pending(tmp_path):
     assert [i.id for i in inbox.list(status=PENDING)] == [item.id]
 
 
+@pytest.mark.parametrize("torn", [b"", b'{"kind": "dicom", "key": "1.2', b'{"unexpected": 1}'])
+def test_raw_object_whose_state_write_was_torn_counts_as_pending(tmp_path, torn):
+    inbox = Inbox(tmp_path)
+    item = inbox.put("dicom", b"payload", key="1.2.3")
+    inbox.mark(item.id, DONE)
+    state = tmp_path / "dicom" / item.key[:2] / f"{item.key}.state.json"
+    state.write_bytes(torn)  # a crash in the middle of the in-place overwrite
+    assert inbox.get(item.id).status == PENDING
+    assert [i.id for i in inbox.list(status=PENDING)] == [item.id]
+    inbox.mark(item.id, DONE)  # and a later mark writes it whole again
+    assert inbox.get(item.id).status == DONE and not list(state.parent.glob(".tmp-*"))
+
+
 def test_journal_items_are_listed_read_and_marked_like_files(tmp_path):
     inbox = Inbox(tmp_path)
     journal = inbox.journal("hl7v2")
