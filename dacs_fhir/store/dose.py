@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from .. import codes
 from ..domain import DoseReport, IrradiationEvent
+from ..jsontext import compact
 from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
 from .raw import ArrayInsert, Statement, run_pipelined
@@ -76,7 +77,7 @@ def record_statements(conn: Connection, report: DoseReport, summary=None, events
 
         dumped = report_json.dump(kept)
     kept_row = dict(study_uid=kept.study.instance_uid, sop_instance_uid=kept.sop_instance_uid, kind=kept.kind,
-                    recorded=_now(), content=json.dumps(dumped, separators=(",", ":"), ensure_ascii=False))
+                    recorded=_now(), content=compact(dumped))
     postgres = conn.dialect.name == "postgresql"
     work = [(_UPSERT_STUDY_PG if postgres else _UPSERT_STUDY_SQLITE).bind(conn, study)]
     # a study seen before: its rows of this kind and device are replaced
@@ -201,7 +202,7 @@ def keep_report(conn: Connection, report: DoseReport, dumped: Optional[dict] = N
 
         dumped = report_json.dump(report)
     row = dict(study_uid=report.study.instance_uid, sop_instance_uid=report.sop_instance_uid, kind=report.kind,
-               recorded=_now(), content=json.dumps(dumped, separators=(",", ":"), ensure_ascii=False))
+               recorded=_now(), content=compact(dumped))
     (_UPSERT_REPORT_PG if conn.dialect.name == "postgresql" else _UPSERT_REPORT_SQLITE).execute(conn, row)
 
 

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy import and_, bindparam, delete, false, func, insert, or_, select, text, update
 from sqlalchemy.engine import Connection
 
+from ..jsontext import compact
 from . import dates, errors, searchparams, validation
 from .raw import ArrayInsert, Statement, run_pipelined
 from .models import INDEX_TABLES, resource as R, resource_version as V
@@ -54,7 +55,7 @@ def _now() -> datetime:
 
 
 def _dump(resource: dict) -> str:
-    return json.dumps(resource, separators=(",", ":"), ensure_ascii=False)
+    return compact(resource)
 
 
 def _without_meta_versioning(resource: dict) -> dict:
