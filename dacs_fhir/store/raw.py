@@ -20,12 +20,16 @@ from sqlalchemy.engine import Connection
 class Statement:
     """One SQLAlchemy Core statement, compiled once per dialect, executed on the DBAPI cursor."""
 
-    __slots__ = ("stmt", "keys", "_compiled")
+    __slots__ = ("stmt", "keys", "plan_each_run", "_compiled")
     # per dialect: (SQL, positional parameter names or None, bind processors, values of literal binds)
 
-    def __init__(self, stmt, keys: Optional[Sequence[str]] = None):
+    def __init__(self, stmt, keys: Optional[Sequence[str]] = None, plan_each_run: bool = False):
         self.stmt = stmt
         self.keys = list(keys) if keys is not None else None  # the columns of an INSERT, in order
+        # PostgreSQL: never prepared, so planned with its values and the tables' current size each run.
+        # For a join whose best plan changes as the tables grow: a generic plan made while a new
+        # database's tables were nearly empty would scan them whole until the next ANALYZE.
+        self.plan_each_run = plan_each_run
         self._compiled: dict[str, tuple[str, Optional[list[str]], dict, dict]] = {}
 
     def _for(self, conn: Connection) -> tuple[str, Optional[list[str]], dict, dict]:
@@ -53,14 +57,13 @@ class Statement:
 
     def execute(self, conn: Connection, values: dict):
         """Run once; returns the DBAPI cursor (``fetchone`` / ``fetchall`` give plain tuples)."""
-        compiled = self._for(conn)
-        cursor = conn.connection.dbapi_connection.cursor()
-        cursor.execute(compiled[0], self._params(compiled, values))
-        return cursor
+        return run_pipelined(conn, [self.bind(conn, values)])[0]
 
-    def bind(self, conn: Connection, values: dict) -> tuple[str, Any]:
-        """(SQL, parameters) for the DBAPI cursor, e.g. to send in a pipeline with others."""
+    def bind(self, conn: Connection, values: dict) -> tuple:
+        """(SQL, parameters[, execute options]) for the DBAPI cursor, e.g. to send in a pipeline with others."""
         compiled = self._for(conn)
+        if self.plan_each_run and conn.dialect.name == "postgresql":
+            return compiled[0], self._params(compiled, values), _UNPREPARED
         return compiled[0], self._params(compiled, values)
 
     def executemany(self, conn: Connection, rows: Iterable[dict]) -> None:
@@ -103,8 +106,11 @@ def _python_type(sqltype) -> Optional[type]:
         return None
 
 
-def run_pipelined(conn: Connection, statements: Sequence[tuple[str, Any]]) -> list:
-    """Run (SQL, parameters) pairs in order; returns each one's DBAPI cursor, to fetch from.
+_UNPREPARED = {"prepare": False}  # psycopg: not a prepared statement
+
+
+def run_pipelined(conn: Connection, statements: Sequence[tuple]) -> list:
+    """Run (SQL, parameters[, execute options]) in order; returns each one's DBAPI cursor, to fetch from.
 
     PostgreSQL gets them in one psycopg pipeline: one round trip, where a transaction's first one
     also carries its BEGIN. SQLite runs them one after the other (no round trips to save)."""
@@ -113,13 +119,13 @@ def run_pipelined(conn: Connection, statements: Sequence[tuple[str, Any]]) -> li
     dbapi = conn.connection.dbapi_connection
     if len(statements) == 1 or conn.dialect.name != "postgresql":
         cursors = [dbapi.cursor() for _ in statements]
-        for cursor, (sql, params) in zip(cursors, statements):
-            cursor.execute(sql, params)
+        for cursor, (sql, params, *options) in zip(cursors, statements):
+            cursor.execute(sql, params, **(options[0] if options else {}))
         return cursors
     cursors = []
     with dbapi.pipeline():
-        for sql, params in statements:
+        for sql, params, *options in statements:
             cursor = dbapi.cursor()
-            cursor.execute(sql, params)
+            cursor.execute(sql, params, **(options[0] if options else {}))
             cursors.append(cursor)
     return cursors

@@ -526,8 +526,8 @@ _TOKEN_SELECT = (
     .order_by(R.c.pk)  # oldest first, as a search without _sort
     .limit(bindparam("limit"))
 )
-_TOKEN_MATCH = Statement(_TOKEN_SELECT)
-_TOKEN_MATCH_FOR_UPDATE = Statement(_TOKEN_SELECT.with_for_update(of=R))
+_TOKEN_MATCH = Statement(_TOKEN_SELECT, plan_each_run=True)
+_TOKEN_MATCH_FOR_UPDATE = Statement(_TOKEN_SELECT.with_for_update(of=R), plan_each_run=True)
 _DELETE_STALE_PG = Statement(text("WITH " + ", ".join(
     f"d_{kind} AS (DELETE FROM {table.name} WHERE res_pk = ANY(:pks))" for kind, table in INDEX_TABLES.items())
     + " SELECT 1"))
@@ -552,7 +552,7 @@ _PREFETCH_PG = Statement(text(
     " AS k(rtype, param, code, system)"
     " JOIN idx_token t ON t.rtype = k.rtype AND t.param = k.param AND t.code = k.code AND t.system = k.system"
     " JOIN resource r ON r.pk = t.res_pk AND NOT r.deleted"
-    " FOR UPDATE OF r"))
+    " FOR UPDATE OF r"), plan_each_run=True)
 
 
 class KeyPool:
