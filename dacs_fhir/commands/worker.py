@@ -15,7 +15,9 @@ def run(args) -> int:
         return 2
     tasks.configure(settings, worker=True)
     tasks.register_task_modules()
-    recovered = tasks.current_pipeline().recover_pending()
+    pipeline = tasks.current_pipeline()
+    pipeline.warm_up()  # before the pool forks: every pool process starts with it loaded
+    recovered = pipeline.recover_pending()
     if recovered:
         print(f"worker: re-enqueued {recovered} pending inbox items", file=sys.stderr)
     concurrency = args.concurrency or (os.cpu_count() or 1 if args.pool != "solo" else 1)

@@ -53,6 +53,29 @@ def test_transaction_resolves_urn_uuid_references_everywhere(store):
         assert tx.search("Observation", [("patient", pid)]).total == 1
 
 
+@pytest.mark.parametrize("patient_url", ["urn:uuid:0d6f1c1e-5b9a-4f61-a4a1-6f1d2c3b4a50",
+                                         "http://example.org/fhir/Patient/0d6f1c1e"])
+def test_references_are_resolved_as_values_only_not_inside_texts(store, patient_url):
+    """urn: fullUrls are resolved on the resource's JSON text, others by walking it: same result."""
+    mrn = f"urn:mrn-{len(patient_url)}"
+    narrative = f'<div xmlns="http://www.w3.org/1999/xhtml">see "{patient_url}", "reference":"Patient?identifier=x|y" \\ é</div>'
+    o = {**obs(patient_url), "text": {"status": "generated", "div": narrative},
+         "hasMember": [{"reference": f"Patient?identifier={mrn}|88"}],  # conditional: matched below
+         "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3"}],
+         "note": [{"text": patient_url}]}  # a string value equal to a fullUrl is replaced wherever it is
+    b = bundle("transaction", entry("POST", "Observation", o),
+               entry("POST", "Patient", {**PAT, "identifier": [{"system": mrn, "value": "88"}]}, patient_url,
+                     ifNoneExist=f"identifier={mrn}|88"))
+    with store.transaction() as tx:
+        resp = tx.process_bundle(b)
+        stored = tx.read("Observation", location_id(resp["entry"][0]))
+    pid = location_id(resp["entry"][1])
+    assert stored["subject"]["reference"] == stored["focus"][0]["reference"] == f"Patient/{pid}"
+    assert stored["hasMember"] == [{"reference": f"Patient/{pid}"}]
+    assert stored["note"] == [{"text": f"Patient/{pid}"}]
+    assert stored["text"]["div"] == narrative and stored["identifier"] == o["identifier"]
+
+
 def test_transaction_is_all_or_nothing(store):
     bad = bundle("transaction", entry("POST", "Patient", PAT),
                  entry("POST", "Observation", {"resourceType": "Observation", "code": {}}))
