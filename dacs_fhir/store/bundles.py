@@ -3,22 +3,13 @@ processed DELETE, POST, PUT, GET, with ``urn:uuid`` fullUrls and conditional ref
 batch entries succeed or fail each on its own."""
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from typing import Optional
-
-import orjson
 
 from . import errors, validation
 from .transaction import Outcome, Transaction, new_id
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-# In compact JSON text: a "reference" member's string value (group 1), or any string value "urn:…" (group 2).
-# A JSON string is '"' + (a char other than '"' and '\\', or '\\' + any char)* + '"'; a member starts after
-# '{' or ',', a value after ':', '[' or ',' (within a string, a '"' comes after a '\\', so is never taken).
-_REFERENCE_OR_URN = re.compile(r'(?<=[{,])"reference":"((?:[^"\\]|\\.)*)"'
-                               r'|(?<=[:\[,])"(urn:(?:[^"\\]|\\.)*)"(?!:)')
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found", 409: "Conflict",
            410: "Gone", 412: "Precondition Failed", 422: "Unprocessable Entity", 500: "Internal Server Error",
            501: "Not Implemented"}
@@ -218,37 +209,8 @@ class BundleProcessor:
             "etag": f'W/"{version}"', "lastModified": res["meta"]["lastUpdated"]}}
 
     def _resolve(self, resource: dict) -> dict:
-        """Replace fullUrl and conditional references by ``Type/id`` everywhere in ``resource``; a
-        resource without any is returned as it is (not copied).
-
-        When every fullUrl is a ``urn:`` (as in the bundles the pipeline builds), the replacement is
-        made on the resource's JSON text: a fullUrl can only be a JSON string ``"urn:…"`` there, and
-        a conditional reference a ``"reference"`` member's value, so one regular expression finds
-        them all; the text is parsed again only when something was replaced. Walking the tree in
-        Python cost a sixteenth of a stored object's CPU."""
-        if all(url.startswith("urn:") for url in self.ids):
-            try:
-                text = orjson.dumps(resource).decode()
-            except TypeError:  # a value orjson does not take: walked instead
-                pass
-            else:
-                replaced = _REFERENCE_OR_URN.sub(self._replacement, text)
-                return resource if replaced == text else orjson.loads(replaced)
-        return self._walk(resource)
-
-    def _replacement(self, match) -> str:
-        raw = match.group(1) if match.group(1) is not None else match.group(2)
-        value = json.loads(f'"{raw}"') if "\\" in raw else raw
-        if value in self.ids:
-            new = self.ids[value]
-        elif match.group(1) is not None and "?" in value and not value.startswith(("urn:", "#")):
-            new = self._conditional_reference(value)
-        else:
-            return match.group(0)
-        return ('"reference":' if match.group(1) is not None else "") + json.dumps(new, ensure_ascii=False)
-
-    def _walk(self, resource: dict) -> dict:
-        """``_resolve`` by walking the tree (fullUrls that are not ``urn:``)."""
+        """Replace fullUrl and conditional references by ``Type/id`` everywhere in ``resource``; parts
+        without any are kept as they are (not copied)."""
         ids = self.ids
 
         def walk(node):

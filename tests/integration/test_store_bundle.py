@@ -56,7 +56,7 @@ def test_transaction_resolves_urn_uuid_references_everywhere(store):
 @pytest.mark.parametrize("patient_url", ["urn:uuid:0d6f1c1e-5b9a-4f61-a4a1-6f1d2c3b4a50",
                                          "http://example.org/fhir/Patient/0d6f1c1e"])
 def test_references_are_resolved_as_values_only_not_inside_texts(store, patient_url):
-    """urn: fullUrls are resolved on the resource's JSON text, others by walking it: same result."""
+    """fullUrls (urn: or absolute) are replaced as whole string values, never inside a text."""
     mrn = f"urn:mrn-{len(patient_url)}"
     narrative = f'<div xmlns="http://www.w3.org/1999/xhtml">see "{patient_url}", "reference":"Patient?identifier=x|y" \\ é</div>'
     o = {**obs(patient_url), "text": {"status": "generated", "div": narrative},
