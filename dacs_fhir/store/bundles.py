@@ -210,34 +210,48 @@ class BundleProcessor:
 
     def _resolve(self, resource: dict) -> dict:
         """Replace fullUrl and conditional references by ``Type/id`` everywhere in ``resource``; parts
-        without any are kept as they are (not copied)."""
+        without any are kept as they are (not copied). Leaves are looked at in their container's loop,
+        not by a call each: most of a resource is leaves, and a call per leaf doubled the walk's time."""
         ids = self.ids
 
+        def leaf(key, value):
+            new = ids.get(value, value)
+            if key == "reference" and new is value and "?" in value and not value.startswith(("urn:", "#")):
+                new = self._conditional_reference(value)
+            return new
+
         def walk(node):
-            kind = type(node)
-            if kind is dict:
+            if type(node) is dict:
                 out = None
                 for key, value in node.items():
-                    new = walk(value)
-                    if key == "reference" and type(new) is str and "?" in new and not new.startswith(("urn:", "#")):
-                        new = self._conditional_reference(new)
+                    kind = type(value)
+                    if kind is str:
+                        if value not in ids and key != "reference":
+                            continue
+                        new = leaf(key, value)
+                    elif kind is dict or kind is list:
+                        new = walk(value)
+                    else:
+                        continue
                     if new is not value:
                         if out is None:
                             out = dict(node)
                         out[key] = new
                 return node if out is None else out
-            if kind is list:
-                out = None
-                for i, value in enumerate(node):
+            out = None
+            for i, value in enumerate(node):
+                kind = type(value)
+                if kind is str:
+                    new = ids.get(value, value)
+                elif kind is dict or kind is list:
                     new = walk(value)
-                    if new is not value:
-                        if out is None:
-                            out = list(node)
-                        out[i] = new
-                return node if out is None else out
-            if kind is str and node in ids:
-                return ids[node]
-            return node
+                else:
+                    continue
+                if new is not value:
+                    if out is None:
+                        out = list(node)
+                    out[i] = new
+            return node if out is None else out
         return walk(resource)
 
     def _conditional_reference(self, ref: str) -> str:
