@@ -81,6 +81,13 @@ def test_demo_samples_load_once(pipeline):
     assert len(summaries(pipeline)) == 4
 
 
+def test_warm_up_maps_the_samples_and_keeps_nothing(pipeline):
+    pipeline.warm_up()
+    with pipeline.store.transaction() as tx:
+        assert tx.history().total == 0
+    assert list(pipeline.inbox.list()) == []
+
+
 def test_rejected_object_is_kept_raw_with_its_reason(pipeline, corpus):
     path = corpus / "negative" / "sr-agfa-impax-enhanced-sr-not-dose.dcm"
     out = ingest(pipeline, path)
