@@ -220,37 +220,22 @@ class BundleProcessor:
                 new = self._conditional_reference(value)
             return new
 
-        def walk(node):
-            if type(node) is dict:
-                out = None
-                for key, value in node.items():
-                    kind = type(value)
-                    if kind is str:
-                        if value not in ids and key != "reference":
-                            continue
-                        new = leaf(key, value)
-                    elif kind is dict or kind is list:
-                        new = walk(value)
-                    else:
-                        continue
-                    if new is not value:
-                        if out is None:
-                            out = dict(node)
-                        out[key] = new
-                return node if out is None else out
+        def walk(node):  # a dict or a list; list items have int keys, never "reference"
             out = None
-            for i, value in enumerate(node):
+            for key, value in (node.items() if type(node) is dict else enumerate(node)):
                 kind = type(value)
                 if kind is str:
-                    new = ids.get(value, value)
+                    if value not in ids and key != "reference":
+                        continue
+                    new = leaf(key, value)
                 elif kind is dict or kind is list:
                     new = walk(value)
                 else:
                     continue
                 if new is not value:
                     if out is None:
-                        out = list(node)
-                    out[i] = new
+                        out = type(node)(node)
+                    out[key] = new
             return node if out is None else out
         return walk(resource)
 
