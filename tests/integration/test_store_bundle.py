@@ -76,6 +76,29 @@ def test_references_are_resolved_as_values_only_not_inside_texts(store, patient_
     assert stored["text"]["div"] == narrative and stored["identifier"] == o["identifier"]
 
 
+@pytest.mark.parametrize("patient_url", ["urn:uuid:3c1f4e2a-7d9b-4c1e-8f3a-2b6d5e4c3a21",
+                                         "https://example.org/fhir/Patient/3c1f4e2a"])
+def test_references_deep_in_lists_are_resolved(store, patient_url):
+    """Parts without a reference are skipped by their JSON text; one in a component's extension is not."""
+    mrn = "urn:mrn:deep"
+    component = {"code": {"text": "x"}, "valueQuantity": {"value": 1, "unit": "mGy"},
+                 "extension": [{"url": "http://example.org/who", "valueReference": {"reference": patient_url}}]}
+    plain = {"code": {"text": f"not {patient_url}"}, "valueQuantity": {"value": 2 ** 70}}  # beyond orjson's integers
+    o = {**obs("urn:uuid:ffffffff-0000-4000-8000-000000000000"), "component": [plain, component],
+         "hasMember": [{"reference": f"Patient?identifier={mrn}|5"}]}
+    b = bundle("transaction", entry("POST", "Observation", o),
+               entry("POST", "Patient", {**PAT, "identifier": [{"system": mrn, "value": "5"}]}, patient_url,
+                     ifNoneExist=f"identifier={mrn}|5"),
+               entry("POST", "Device", {"resourceType": "Device"}, "urn:uuid:ffffffff-0000-4000-8000-000000000000"))
+    with store.transaction() as tx:
+        resp = tx.process_bundle(b)
+        stored = tx.read("Observation", location_id(resp["entry"][0]))
+    pid, did = location_id(resp["entry"][1]), location_id(resp["entry"][2])
+    assert stored["subject"]["reference"] == f"Device/{did}"
+    assert stored["component"][1]["extension"][0]["valueReference"] == {"reference": f"Patient/{pid}"}
+    assert stored["component"][0] == plain and stored["hasMember"] == [{"reference": f"Patient/{pid}"}]
+
+
 def test_transaction_is_all_or_nothing(store):
     bad = bundle("transaction", entry("POST", "Patient", PAT),
                  entry("POST", "Observation", {"resourceType": "Observation", "code": {}}))
