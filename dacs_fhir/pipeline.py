@@ -122,8 +122,9 @@ class Pipeline:
             merged = self._merged_for(report, merge_reports(earlier + [report]))
             bundle = to_bundle(merged, conditional="update")
             _check_profiles(bundle)
-            # checked against the profiles just above: the store skips its R4 model validation
-            response = tx.process_bundle(bundle, validate=False)
+            # checked against the profiles just above: the store skips its R4 model validation; the
+            # writes go to the database with the dose rows below, in one round trip
+            response = tx.process_bundle(bundle, validate=False, flush=False)
             written = _written(bundle, response)
             stored = [e["resource"] for e in response.get("entry", []) if "resource" in e]
             tx.record_dose_report(merged, report, stored, dumped=mine)  # also keeps `report` for later merges

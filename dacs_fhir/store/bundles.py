@@ -93,9 +93,10 @@ def _may_refer(part, markers: tuple[bytes, ...]) -> bool:
 
 
 class BundleProcessor:
-    def __init__(self, tx: Transaction, validate: bool = True):
+    def __init__(self, tx: Transaction, validate: bool = True, flush: bool = True):
         self.tx = tx
         self.validate = validate
+        self.flush = flush  # a transaction's writes are sent at its end (else left pending for the caller)
         self.ids: dict[str, str] = {}  # fullUrl -> Type/id
         self.conditional: dict[tuple[str, str], str] = {}  # (type, query) -> id, for in-bundle matches
         self._markers_for: Optional[int] = None
@@ -135,7 +136,8 @@ class BundleProcessor:
                 responses[e.index] = self._guard(e, lambda x: self._write(x, planned.get(x.index)))
             elif e.method in ("GET", "HEAD"):
                 responses[e.index] = self._guard(e, self._get)
-        self.tx.flush()
+        if self.flush:
+            self.tx.flush()
         return responses
 
     @staticmethod

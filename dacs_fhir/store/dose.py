@@ -52,10 +52,18 @@ def record(conn: Connection, report: DoseReport, summary=None, events=None, dump
 
 def record_statements(conn: Connection, report: DoseReport, summary=None, events=None,
                       dumped: Optional[dict] = None) -> list[tuple]:
-    """The statements of ``record``, as (SQL, parameters) to run in order (``raw.run_pipelined``):
-    study upsert, three deletes, three inserts and the kept-report upsert. On PostgreSQL the totals
-    and events are one array INSERT each, and all of it can share one round trip with the
-    transaction's other writes."""
+    """The statements of ``record``, as (SQL, parameters) to run in order (``raw.run_pipelined``)."""
+    deletes, writes = record_parts(conn, report, summary, events, dumped)
+    return deletes + writes
+
+
+def record_parts(conn: Connection, report: DoseReport, summary=None, events=None,
+                 dumped: Optional[dict] = None) -> tuple[list[tuple], list[tuple]]:
+    """The statements of ``record`` as (deletes, writes): the three deletes of the rows the report
+    replaces, then the study upsert, three inserts and the kept-report upsert. The deletes only
+    remove rows that were there before, and the writes touch none of them, so on PostgreSQL each
+    part can be one statement (``raw.in_one``). There the totals and events are one array INSERT
+    each, and all of it can share one round trip with the transaction's other writes."""
     study_uid = report.study.instance_uid
     device_key = report.device.key[:255]
     refs = _references(_resources(conn, summary, events))
@@ -79,9 +87,9 @@ def record_statements(conn: Connection, report: DoseReport, summary=None, events
     kept_row = dict(study_uid=kept.study.instance_uid, sop_instance_uid=kept.sop_instance_uid, kind=kept.kind,
                     recorded=_now(), content=compact(dumped))
     postgres = conn.dialect.name == "postgresql"
-    work = [(_UPSERT_STUDY_PG if postgres else _UPSERT_STUDY_SQLITE).bind(conn, study)]
     # a study seen before: its rows of this kind and device are replaced
-    work += [stmt.bind(conn, scope) for stmt in _DELETE_SCOPE]
+    deletes = [stmt.bind(conn, scope) for stmt in _DELETE_SCOPE]
+    work = [(_UPSERT_STUDY_PG if postgres else _UPSERT_STUDY_SQLITE).bind(conn, study)]
     work.append(_INSERT_SUMMARY.bind(conn, summary_row))
     for table_rows, array_insert, stmt in ((totals, _TOTALS_PG, _INSERT_TOTAL), (rows, _EVENTS_PG, _INSERT_EVENT)):
         if table_rows and postgres:
@@ -89,7 +97,7 @@ def record_statements(conn: Connection, report: DoseReport, summary=None, events
         else:
             work += [stmt.bind(conn, {k: r.get(k) for k in stmt.keys}) for r in table_rows]
     work.append((_UPSERT_REPORT_PG if postgres else _UPSERT_REPORT_SQLITE).bind(conn, kept_row))
-    return work
+    return deletes, work
 
 
 def _upsert(dialect_insert, table, key: list[str], keep_if_null: tuple[str, ...] = ()) -> Statement:

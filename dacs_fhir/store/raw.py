@@ -12,6 +12,8 @@ Used inside a transaction begun by SQLAlchemy, on the same DBAPI connection.
 """
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any, Iterable, Optional, Sequence
 
 from sqlalchemy.engine import Connection
@@ -107,6 +109,45 @@ def _python_type(sqltype) -> Optional[type]:
 
 
 _UNPREPARED = {"prepare": False}  # psycopg: not a prepared statement
+
+
+def in_one(statements: Sequence[tuple]) -> list[tuple]:
+    """PostgreSQL: ``statements`` (writes, no results wanted) as one statement of data-modifying CTEs
+    (PostgreSQL 7.8.4): ``WITH w0 AS (…), w1 AS (…) SELECT 1``, their parameters renamed apart.
+
+    A statement sent costs psycopg about a tenth of a millisecond whatever it does (the query and
+    its result handled in Python): a stored object's dozen inserts cost more there than in the
+    server. All parts run on the same snapshot, so none may read, change or delete rows another
+    part writes; inserts that refer to each other are fine, as foreign keys are checked when the
+    whole statement ends. Returns a list of zero or one statement, to add to a pipeline."""
+    if len(statements) <= 1:
+        return list(statements)
+    sql = _combined(tuple(s[0] for s in statements))
+    params: dict = {}
+    for i, (_sql, values, *options) in enumerate(statements):
+        if options or not isinstance(values, dict):
+            raise ValueError("in_one takes prepared statements with named parameters only")
+        prefix = f"w{i}_"
+        params.update((prefix + k, v) for k, v in values.items())
+    return [(sql, params)]
+
+
+_PLACEHOLDER = re.compile(r"(?<!%)%\((\w+)\)([sbt])")  # psycopg's named placeholders: %(name)s / b / t
+
+
+@lru_cache(maxsize=256)
+def _combined(texts: tuple[str, ...]) -> str:
+    parts = []
+    for i, sql in enumerate(texts):
+        renamed = _PLACEHOLDER.sub(lambda m, i=i: f"%(w{i}_{m.group(1)}){m.group(2)}", sql)
+        if renamed.startswith("WITH ") and renamed.endswith(_TAIL):  # CTEs already: theirs join ours (a WITH
+            parts.append(renamed[len("WITH "):-len(_TAIL)])  # holding data-modifying ones must be outermost)
+        else:
+            parts.append(f"w{i} AS ({renamed})")
+    return "WITH " + ", ".join(parts) + _TAIL
+
+
+_TAIL = " SELECT 1"
 
 
 def run_pipelined(conn: Connection, statements: Sequence[tuple]) -> list:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from ..jsontext import compact
 from . import dates, errors, searchparams, validation
-from .raw import ArrayInsert, Statement, run_pipelined
+from .raw import ArrayInsert, Statement, in_one, run_pipelined
 from .models import INDEX_TABLES, resource as R, resource_version as V
 
 
@@ -149,25 +149,33 @@ class Transaction:
         stmt.executemany(self.conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
 
     def _flush_work(self) -> list[tuple]:
-        """PostgreSQL: the writes of ``flush`` as array INSERTs and one DELETE, (SQL, parameters) to
-        send in one pipeline (one round trip) with whatever else the caller has to send."""
+        """PostgreSQL: the writes of ``flush`` as (SQL, parameters) to send in one pipeline (one round
+        trip) with whatever else the caller has to send: one DELETE of stale index rows, then one
+        statement inserting the new resource rows, versions and index rows (``raw.in_one``)."""
+        deletes, inserts = self._flush_parts()
+        return in_one(deletes) + in_one(inserts)
+
+    def _flush_parts(self) -> tuple[list[tuple], list[tuple]]:
+        """PostgreSQL: the pending writes as (deletes, inserts), each part an array INSERT or a DELETE.
+        The deletes only remove rows that were there before (index rows of updated resources): they
+        may run before all the inserts, as one statement, and the inserts after them as another."""
         if not self.postgres:
             self.flush()
-            return []
-        work = []
+            return [], []
+        deletes, inserts = [], []
         if self._new_rows:
             rows, self._new_rows = list(self._new_rows.values()), {}
-            work.append(_NEW_ROWS_PG.bind(rows))
+            inserts.append(_NEW_ROWS_PG.bind(rows))
         if self._stale:  # one statement: data-modifying CTEs, one per index table
             stale, self._stale = sorted(self._stale), set()
-            work.append(_DELETE_STALE_PG.bind(self.conn, {"pks": [pk for pk, _ in stale]}))
+            deletes.append(_DELETE_STALE_PG.bind(self.conn, {"pks": [pk for pk, _ in stale]}))
         if self._versions:
             rows, self._versions = self._versions, []
-            work.append(_ARRAY_INSERTS[V.name].bind(rows))
+            inserts.append(_ARRAY_INSERTS[V.name].bind(rows))
         pending, self._index = self._index, {}
         self._pending_pks.clear()
-        work += [_ARRAY_INSERTS[INDEX_TABLES[kind].name].bind(rows) for kind, rows in pending.items() if rows]
-        return work
+        inserts += [_ARRAY_INSERTS[INDEX_TABLES[kind].name].bind(rows) for kind, rows in pending.items() if rows]
+        return deletes, inserts
 
     # ---- reads
     def mint(self, rtype: str) -> str:
@@ -455,25 +463,32 @@ class Transaction:
         self.flush()
         return run_search(self.conn, rtype, params, count, offset, strict)
 
-    def process_bundle(self, bundle: dict, validate: bool = True) -> dict:
+    def process_bundle(self, bundle: dict, validate: bool = True, flush: bool = True) -> dict:
         """A transaction or batch Bundle; the response Bundle (FHIR R4 http.html#transaction).
 
-        ``validate=False``: the entries were validated by their producer (see ``create``)."""
+        ``validate=False``: the entries were validated by their producer (see ``create``).
+        ``flush=False``: a transaction's writes stay pending, to go with the caller's next ones
+        (they are sent at the latest when the transaction ends)."""
         from .bundles import BundleProcessor
 
-        return BundleProcessor(self, validate).process(bundle)
+        return BundleProcessor(self, validate, flush).process(bundle)
 
     # ---- dose analytics
     def record_dose_report(self, report, summary=None, events=None, dumped: Optional[dict] = None) -> None:
         """Dose analytics rows of a (merged) report, in this transaction (``dumped``: the kept report's
-        ``report_json.dump`` when the caller has made it already). On PostgreSQL, they go in the same
-        round trip as the transaction's pending resource writes."""
-        from .dose import record_statements
+        ``report_json.dump`` when the caller has made it already). On PostgreSQL, they go with the
+        transaction's pending resource writes: one statement of deletes, one of inserts and upserts,
+        in one round trip."""
+        from .dose import record_parts
 
         if _by_reference(summary, events):
             self.flush()  # resources named by reference are read back, from this transaction's writes
-        work = self._flush_work()
-        run_pipelined(self.conn, work + record_statements(self.conn, report, summary, events, dumped))
+        deletes, writes = self._flush_parts()
+        dose_deletes, dose_writes = record_parts(self.conn, report, summary, events, dumped)
+        if self.postgres:
+            run_pipelined(self.conn, in_one(deletes + dose_deletes) + in_one(writes + dose_writes))
+        else:
+            run_pipelined(self.conn, dose_deletes + dose_writes)
 
     def dose_reports_for_study(self, study_uid: str, lock: bool = False) -> list[dict]:
         """The kept domain reports (``report_json.dump`` form) of a study, oldest first; ``lock``: after

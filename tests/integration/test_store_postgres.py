@@ -126,6 +126,61 @@ def test_dose_report_rows(store):
         assert len(tx.dose_reports_for_study(study)) == 1
 
 
+def test_a_report_recorded_again_replaces_its_rows_in_one_round_trip(store, monkeypatch):
+    """The replaced rows go in one statement of deletes, the new ones in one of inserts (raw.in_one)."""
+    from datetime import datetime
+
+    from dacs_fhir import domain as d
+    from dacs_fhir.store import raw
+
+    study = f"2.25.{uuid.uuid4().int}"
+
+    def report(dlp: float, events: int):
+        return d.DoseReport(
+            sop_instance_uid=f"{study}.1", sop_class_uid="1.2.840.10008.5.1.4.1.1.88.67", kind=d.CT,
+            source=d.SOURCE_RDSR, study=d.Study(study, started=datetime(2024, 1, 2)), patient=d.Patient(id="X2"),
+            events=tuple(d.IrradiationEvent(uid=f"{study}.{i}", kind="CT", measurements=(
+                d.Measurement(d.Concept("DCM", "113838"), d.Quantity(dlp, "mGy.cm")),)) for i in range(events)),
+            accumulated=(d.AccumulatedDose(measurements=(
+                d.Measurement(d.Concept("DCM", "113813"), d.Quantity(dlp * events, "mGy.cm")),)),))
+
+    sent = []
+    real = raw.run_pipelined
+
+    def spy(conn, statements, *args):
+        if statements:
+            sent.append([s[0] for s in statements])
+        return real(conn, statements, *args)
+
+    with store.transaction() as tx:
+        tx.record_dose_report(report(100.0, 3))
+    monkeypatch.setattr("dacs_fhir.store.transaction.run_pipelined", spy)
+    with store.transaction() as tx:
+        tx.create({"resourceType": "Device", "manufacturer": "ACME"})
+        tx.record_dose_report(report(50.0, 2))
+    assert len(sent) == 1 and len(sent[0]) == 2
+    assert all(sql.startswith("WITH ") for sql in sent[0])
+    assert "DELETE FROM irradiation_event" in sent[0][0] and "INSERT INTO resource " in sent[0][1]
+    with store.engine.connect() as conn:
+        total = conn.execute(text("SELECT value FROM dose_total WHERE study_uid = :s"), {"s": study}).scalars().all()
+        events = conn.execute(text("SELECT dlp FROM irradiation_event WHERE study_uid = :s"), {"s": study}).scalars().all()
+    assert total == [100.0] and events == [50.0, 50.0]
+
+
+def test_statements_in_one_keep_their_parameters_apart():
+    from dacs_fhir.store.raw import in_one
+
+    [(sql, params)] = in_one([("INSERT INTO a SELECT * FROM unnest(CAST(%(x)b AS int[]))", {"x": [1]}),
+                              ("WITH d AS (DELETE FROM b WHERE k = %(x)s) SELECT 1", {"x": "k"}),
+                              ("DELETE FROM c WHERE v LIKE '%%(x)s'", {})])
+    assert sql == ("WITH w0 AS (INSERT INTO a SELECT * FROM unnest(CAST(%(w0_x)b AS int[]))), "
+                   "d AS (DELETE FROM b WHERE k = %(w1_x)s), w2 AS (DELETE FROM c WHERE v LIKE '%%(x)s') SELECT 1")
+    assert params == {"w0_x": [1], "w1_x": "k"}
+    assert in_one([("SELECT 1", {})]) == [("SELECT 1", {})] and in_one([]) == []
+    with pytest.raises(ValueError):
+        in_one([("SELECT 1", {}), ("SELECT 2", {}, {"prepare": False})])
+
+
 def test_a_search_store_plans_with_values_and_a_worker_store_may_reuse_plans(store):
     worker = Store(URL, generic_plans=True)
     try:
