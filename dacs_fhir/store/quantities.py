@@ -35,4 +35,6 @@ def canonical_float(value: float, system: Optional[str], code: Optional[str]) ->
     found = _factor(code)
     if found is None:
         return value, code
+    if found[0] == 1:  # already canonical (mGy, mGy.cm, s): the product would be the value itself
+        return value, found[1]
     return float(Decimal(repr(value)) * found[0]), found[1]

@@ -153,7 +153,13 @@ def normalise_text(text: str) -> str:
 # ---- value extraction per type
 def tokens(value) -> Iterator[tuple[Optional[str], Optional[str]]]:
     """(system, code) pairs of a code, Coding, CodeableConcept, Identifier, ContactPoint or boolean."""
-    if isinstance(value, bool):
+    if type(value) is dict and "coding" in value:  # CodeableConcept: most tokens
+        for coding in value["coding"] or ():
+            if type(coding) is dict and "coding" not in coding and "code" in coding:
+                yield coding.get("system"), str(coding["code"])[:MAX_VALUE]
+            else:
+                yield from tokens(coding)
+    elif isinstance(value, bool):
         yield None, "true" if value else "false"
     elif isinstance(value, str):
         yield None, value[:MAX_VALUE]
@@ -207,19 +213,69 @@ def split_reference(url: str) -> tuple[Optional[str], Optional[str]]:
 
 def quantities(value) -> Iterator[tuple[float, Optional[str], Optional[str]]]:
     """(value, system, code) of a Quantity, with the unit text as code when no code is given."""
+    found = _quantity(value)
+    if found is not None:
+        yield found
+
+
+def _quantity(value) -> Optional[tuple[float, Optional[str], Optional[str]]]:
     if isinstance(value, dict) and isinstance(value.get("value"), (int, float)) and not isinstance(value["value"], bool):
         system, code = value.get("system"), value.get("code") or value.get("unit")
         number, code = canonical_float(float(value["value"]), system, code)
-        yield number, system, code
+        return number, system, code
+    return None
 
 
-def extract(rtype: str, resource: dict) -> dict[str, list[dict]]:
-    """Index rows of ``resource`` by parameter type (keys of models.INDEX_TABLES)."""
+def extract(rtype: str, resource: dict, /, **columns) -> dict[str, list[dict]]:
+    """Index rows of ``resource`` by parameter type (keys of models.INDEX_TABLES); each row starts
+    with ``columns`` (e.g. the resource's key), then its parameter's name and values."""
     rows: dict[str, list[dict]] = {}
+    for name, kind, steps, code_steps, value_steps in _plan(rtype):
+        if kind == "composite":
+            for holder in _at(resource, steps) if steps else (resource,):
+                found = [q for q in map(_quantity, _at(holder, value_steps)) if q is not None]
+                if not found:
+                    continue
+                pairs = [(s, c) for cc in _at(holder, code_steps) for s, c in tokens(cc) if c]
+                rows.setdefault("composite", []).extend(
+                    {**columns, "param": name, "system": system, "code": code, "value": value,
+                     "unit_system": usys, "unit_code": ucode}
+                    for value, usys, ucode in found for system, code in pairs)
+            continue
+        values = _at(resource, steps)
+        if not values:
+            continue
+        out = rows.setdefault(kind, [])
+        for value in values:
+            if kind == "token":
+                out.extend({**columns, "param": name, "system": system, "code": code} for system, code in tokens(value))
+            elif kind == "string":
+                out.extend({**columns, "param": name, "norm": normalise_text(text), "exact": text[:MAX_VALUE]}
+                           for text in strings(value))
+            elif kind == "date":
+                span = dates.element_range(value)
+                if span:
+                    out.append({**columns, "param": name, "low": span[0], "high": span[1],
+                                "wide": span[1] - span[0] > dates.NARROW})
+            elif kind == "reference":
+                out.extend({**columns, "param": name, "target_type": target_type, "target_id": target_id, "url": url}
+                           for target_type, target_id, url in references(value, targets_of(rtype, name)))
+            elif kind == "quantity":
+                out.extend({**columns, "param": name, "value": number, "system": system, "code": code}
+                           for number, system, code in quantities(value))
+            elif kind == "uri" and isinstance(value, str):
+                out.append({**columns, "param": name, "uri": value[:MAX_VALUE]})
+        if not out:
+            del rows[kind]
+    return rows
 
-    def add(kind: str, **values) -> None:
-        rows.setdefault(kind, []).append(values)
 
+@lru_cache(maxsize=None)
+def _plan(rtype: str) -> tuple[tuple, ...]:
+    """What ``extract`` reads of ``rtype``: (parameter, type, path steps, code steps, value steps) per
+    indexed path, the paths split once (a composite ``a.code$valueQuantity``: holder ``a``, code and
+    value paths below it)."""
+    plan = []
     for p in params_of(rtype).values():
         if p.stored_as:
             continue
@@ -227,32 +283,49 @@ def extract(rtype: str, resource: dict) -> dict[str, list[dict]]:
             if p.type == "composite":
                 left, right = path.split("$")
                 parent, _, code_el = left.rpartition(".")
-                holders = list(elements(resource, parent)) if parent else [resource]
-                for holder in holders:
-                    pairs = [(s, c) for cc in elements(holder, code_el) for s, c in tokens(cc) if c]
-                    for q in elements(holder, right):
-                        for value, usys, ucode in quantities(q):
-                            for system, code in pairs:
-                                add("composite", param=p.name, system=system, code=code, value=value,
-                                    unit_system=usys, unit_code=ucode)
+                plan.append((p.name, p.type, _steps(parent) if parent else (), _steps(code_el), _steps(right)))
+            else:
+                plan.append((p.name, p.type, _steps(path), (), ()))
+    return tuple(plan)
+
+
+@lru_cache(maxsize=None)
+def targets_of(rtype: str, name: str) -> tuple[str, ...]:
+    return params_of(rtype)[name].targets
+
+
+def _steps(path: str) -> tuple[tuple[str, bool], ...]:
+    """A dotted path as (element, is a choice type ``x[x]``) steps."""
+    return tuple((step[:-3], True) if step.endswith("[x]") else (step, False) for step in path.split("."))
+
+
+def _at(node, steps) -> list:
+    """:func:`elements` along pre-split steps, as a list (absent and null elements skipped); for one
+    step, the resource's own list when the element is one (to read, never to change)."""
+    if len(steps) == 1 and not steps[0][1]:  # one plain element: most paths
+        value = node.get(steps[0][0]) if isinstance(node, dict) else None
+        if value is None:
+            return []
+        return value if isinstance(value, list) else [value]
+    nodes = [node]
+    for name, choice in steps:
+        found = []
+        for n in nodes:
+            if not isinstance(n, dict):
                 continue
-            for value in elements(resource, path):
-                if p.type == "token":
-                    for system, code in tokens(value):
-                        add("token", param=p.name, system=system, code=code)
-                elif p.type == "string":
-                    for text in strings(value):
-                        add("string", param=p.name, norm=normalise_text(text), exact=text[:MAX_VALUE])
-                elif p.type == "date":
-                    span = dates.element_range(value)
-                    if span:
-                        add("date", param=p.name, low=span[0], high=span[1], wide=span[1] - span[0] > dates.NARROW)
-                elif p.type == "reference":
-                    for target_type, target_id, url in references(value, p.targets):
-                        add("reference", param=p.name, target_type=target_type, target_id=target_id, url=url)
-                elif p.type == "quantity":
-                    for number, system, code in quantities(value):
-                        add("quantity", param=p.name, value=number, system=system, code=code)
-                elif p.type == "uri" and isinstance(value, str):
-                    add("uri", param=p.name, uri=value[:MAX_VALUE])
-    return rows
+            if choice:
+                values = [v for k, v in n.items() if k.startswith(name) and k[len(name):len(name) + 1].isupper()]
+            else:
+                value = n.get(name)
+                if value is None:
+                    continue
+                values = (value,)
+            for v in values:
+                if isinstance(v, list):
+                    found.extend(v)
+                else:
+                    found.append(v)
+        nodes = found
+        if not nodes:
+            break
+    return nodes

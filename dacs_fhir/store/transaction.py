@@ -312,11 +312,11 @@ class Transaction:
         self._rows[(rtype, rid)] = _Row(pk, version, False, content)
         self._versions.append(dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                    method=method, content=content))
-        index = searchparams.extract(rtype, stored)
+        index = searchparams.extract(rtype, stored, res_pk=pk, rtype=rtype)
         if current is not None and not current.deleted:
             index = self._reindex(pk, rtype, current.content, index)
         for kind, rows in index.items():
-            self._index.setdefault(kind, []).extend({"res_pk": pk, "rtype": rtype, **r} for r in rows)
+            self._index.setdefault(kind, []).extend(rows)
         self._pending_pks.add(pk)
         return Outcome(stored, status or ("created" if method == "create" else "updated"))
 
@@ -330,7 +330,7 @@ class Transaction:
         if self.postgres or pk in self._pending_pks or pk in self._new_rows or (pk, rtype) in self._stale:
             self._drop_index(pk, rtype)
             return index
-        old = searchparams.extract(rtype, json.loads(old_content))
+        old = searchparams.extract(rtype, json.loads(old_content), res_pk=pk, rtype=rtype)
         out: dict[str, list[dict]] = {}
         for kind in old.keys() | index.keys():
             before, after = _by_param(old.get(kind, ())), _by_param(index.get(kind, ()))
