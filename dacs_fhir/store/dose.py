@@ -119,7 +119,7 @@ _DELETE_SCOPE = [Statement(delete(t).where(t.c.study_uid == bindparam("study_uid
                  for t in (dose_summary, dose_total, irradiation_event)]
 _INSERT_SUMMARY, _INSERT_TOTAL, _INSERT_EVENT = (Statement(insert(t), [c.name for c in t.c])
                                                  for t in (dose_summary, dose_total, irradiation_event))
-_TOTALS_PG, _EVENTS_PG = ArrayInsert(dose_total), ArrayInsert(irradiation_event)
+_TOTALS_PG, _EVENTS_PG = ArrayInsert(dose_total, json_rows=True), ArrayInsert(irradiation_event, json_rows=True)
 
 
 def _totals(report: DoseReport) -> list[dict]:

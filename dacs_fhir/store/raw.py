@@ -13,9 +13,12 @@ Used inside a transaction begun by SQLAlchemy, on the same DBAPI connection.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from functools import lru_cache
+from math import isfinite
 from typing import Any, Iterable, Optional, Sequence
 
+import orjson
 from sqlalchemy.engine import Connection
 
 
@@ -79,26 +82,61 @@ class ArrayInsert:
     """PostgreSQL: any number of rows into ``table`` as one INSERT, each column bound as one array and
     expanded by ``unnest``. Unlike COPY (a round trip to start it and one to end it), such statements
     can share one pipeline, so a transaction's new rows, versions and index rows reach the server in
-    one round trip; the server still inserts them as one set, not one INSERT per row."""
+    one round trip; the server still inserts them as one set, not one INSERT per row.
 
-    __slots__ = ("sql", "keys", "_numeric")
+    ``json_rows``: the rows go as one JSON text instead, expanded by ``json_populate_recordset``
+    (for tables of short values: index and dose rows). orjson writes them in C, where psycopg's
+    array dumpers spend Python time on every column: measured on 60 index rows, 0.16 against 0.42 ms
+    of client CPU per INSERT, for 0.1 ms more of server CPU. Rows JSON cannot carry exactly (numbers
+    that are not finite or not floats, times with a zone) go as arrays."""
 
-    def __init__(self, table, keys: Optional[Sequence[str]] = None):
+    __slots__ = ("sql", "keys", "_numeric", "_times", "_json_sql")
+
+    def __init__(self, table, keys: Optional[Sequence[str]] = None, json_rows: bool = False):
         from sqlalchemy.dialects import postgresql
 
         dialect = postgresql.dialect()
         self.keys = list(keys or table.c.keys())
         # %(k)b: each array sent in binary; as text, every quote of every JSON document is escaped char by char
         casts = ", ".join(f"CAST(%({k})b AS {table.c[k].type.compile(dialect=dialect)}[])" for k in self.keys)
-        self.sql = f"INSERT INTO {table.name} ({', '.join(self.keys)}) SELECT * FROM unnest({casts})"
+        columns = ", ".join(self.keys)
+        self.sql = f"INSERT INTO {table.name} ({columns}) SELECT * FROM unnest({casts})"
+        self._json_sql = (f"INSERT INTO {table.name} ({columns}) SELECT {columns} "
+                          f"FROM json_populate_recordset(NULL::{table.name}, CAST(%(rows)s AS json))") if json_rows else None
         # an array holds one type: numbers of float columns come as int, float or Decimal
         self._numeric = {k for k in self.keys if _python_type(table.c[k].type) is float}
+        self._times = {k for k in self.keys if _python_type(table.c[k].type) is datetime}
 
     def bind(self, rows: Sequence[dict]) -> tuple[str, dict]:
+        if self._json_sql is not None:
+            text = self._json(rows)
+            if text is not None:
+                return self._json_sql, {"rows": text}
         params = {k: [r.get(k) for r in rows] for k in self.keys}
         for k in self._numeric:
             params[k] = [None if v is None else float(v) for v in params[k]]
         return self.sql, params
+
+    def _json(self, rows: Sequence[dict]) -> Optional[str]:
+        """The rows as a JSON array of objects, or None when JSON would not carry a value exactly."""
+        for k in self._numeric:  # orjson writes NaN and infinities as null; a Decimal it refuses
+            for r in rows:
+                v = r.get(k)
+                kind = type(v)
+                if kind is float:
+                    if not isfinite(v):
+                        return None
+                elif kind is not int and v is not None:
+                    return None
+        for k in self._times:  # the columns are times without zone (UTC), which would drop an offset
+            for r in rows:
+                v = r.get(k)
+                if v is not None and (type(v) is not datetime or v.tzinfo is not None):
+                    return None
+        try:
+            return orjson.dumps(rows).decode()
+        except TypeError:  # a value orjson does not take (an integer beyond 64 bits)
+            return None
 
 
 def _python_type(sqltype) -> Optional[type]:
@@ -112,24 +150,45 @@ _UNPREPARED = {"prepare": False}  # psycopg: not a prepared statement
 
 
 def in_one(statements: Sequence[tuple]) -> list[tuple]:
-    """PostgreSQL: ``statements`` (writes, no results wanted) as one statement of data-modifying CTEs
+    """PostgreSQL: ``statements`` (writes, no results wanted) as few statements of data-modifying CTEs
     (PostgreSQL 7.8.4): ``WITH w0 AS (…), w1 AS (…) SELECT 1``, their parameters renamed apart.
 
     A statement sent costs psycopg about a tenth of a millisecond whatever it does (the query and
     its result handled in Python): a stored object's dozen inserts cost more there than in the
-    server. All parts run on the same snapshot, so none may read, change or delete rows another
-    part writes; inserts that refer to each other are fine, as foreign keys are checked when the
-    whole statement ends. Returns a list of zero or one statement, to add to a pipeline."""
-    if len(statements) <= 1:
-        return list(statements)
-    sql = _combined(tuple(s[0] for s in statements))
-    params: dict = {}
-    for i, (_sql, values, *options) in enumerate(statements):
+    server. All parts of a statement run on the same snapshot, so none may read, change or delete
+    rows another part writes; inserts that refer to each other are fine, as foreign keys are
+    checked when the whole statement ends. A statement holds as many parts, in order, as psycopg
+    still keeps its parse of (``_CACHED_PARAMS`` parameters, ``_CACHED_LENGTH`` bytes): a longer one
+    would be parsed again at each execution. So parts inserting rows that others refer to come first."""
+    out, group, params, length = [], [], 0, len(_TAIL)
+    for statement in statements:
+        sql, values, *options = statement
         if options or not isinstance(values, dict):
             raise ValueError("in_one takes prepared statements with named parameters only")
+        n, size = len(values), len(sql) + 12 + 6 * len(values)  # "wNN AS (…), " and the renamed placeholders
+        if group and (params + n > _CACHED_PARAMS or length + size > _CACHED_LENGTH):
+            out.append(_joined(group))
+            group, params, length = [], 0, len(_TAIL)
+        group.append(statement)
+        params, length = params + n, length + size
+    if group:
+        out.append(_joined(group))
+    return out
+
+
+# psycopg keeps the parse of a query of up to 50 parameters and 4096 bytes (MAX_CACHED_STATEMENT_PARAMS,
+# MAX_CACHED_STATEMENT_LENGTH in psycopg/_queries.py)
+_CACHED_PARAMS, _CACHED_LENGTH = 50, 4096
+
+
+def _joined(statements: list[tuple]) -> tuple:
+    if len(statements) == 1:
+        return statements[0]
+    params: dict = {}
+    for i, (_sql, values) in enumerate(statements):
         prefix = f"w{i}_"
         params.update((prefix + k, v) for k, v in values.items())
-    return [(sql, params)]
+    return _combined(tuple(s[0] for s in statements)), params
 
 
 _PLACEHOLDER = re.compile(r"(?<!%)%\((\w+)\)([sbt])")  # psycopg's named placeholders: %(name)s / b / t

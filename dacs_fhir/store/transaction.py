@@ -518,7 +518,7 @@ _NEXT_PKS = Statement(text("SELECT nextval(pg_get_serial_sequence('resource', 'p
 _LOCK_PG = Statement(text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) AS k"))
 _UPDATE = Statement(update(R).where(R.c.pk == bindparam("key")), ["version", "last_updated", "deleted", "content"])
 _INSERTS = {t.name: Statement(insert(t), list(t.c.keys())) for t in (V, *INDEX_TABLES.values())}
-_ARRAY_INSERTS = {t.name: ArrayInsert(t) for t in (V, *INDEX_TABLES.values())}
+_ARRAY_INSERTS = {V.name: ArrayInsert(V), **{t.name: ArrayInsert(t, json_rows=True) for t in INDEX_TABLES.values()}}
 _NEW_ROWS_PG = ArrayInsert(R, _NEW_ROW_KEYS)
 _DELETE_STALE = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"))) for kind, t in INDEX_TABLES.items()}
 _DELETE_PARAM = {kind: Statement(delete(t).where(t.c.res_pk == bindparam("pk"), t.c.param == bindparam("param")))

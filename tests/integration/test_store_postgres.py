@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
@@ -165,6 +166,48 @@ def test_a_report_recorded_again_replaces_its_rows_in_one_round_trip(store, monk
         total = conn.execute(text("SELECT value FROM dose_total WHERE study_uid = :s"), {"s": study}).scalars().all()
         events = conn.execute(text("SELECT dlp FROM irradiation_event WHERE study_uid = :s"), {"s": study}).scalars().all()
     assert total == [100.0] and events == [50.0, 50.0]
+
+
+@pytest.mark.parametrize("value", [0.1 + 0.2, 1e-300, -0.0, 123456789012345678, float("nan"), Decimal("1.10")])
+def test_rows_sent_as_json_or_arrays_are_stored_alike(store, value):
+    """Index rows go as one JSON text (raw.ArrayInsert json_rows); what JSON cannot carry exactly goes as arrays."""
+    from datetime import datetime, timezone
+
+    from dacs_fhir.store.models import idx_code_quantity, idx_date
+    from dacs_fhir.store.raw import ArrayInsert, run_pipelined
+
+    pk = uuid.uuid4().int % 2 ** 40
+    with store.transaction() as tx:
+        created = tx.create({"resourceType": "Device", "manufacturer": "ACME"}).resource["id"]
+    with store.engine.connect() as conn:
+        res_pk = conn.execute(text("SELECT pk FROM resource WHERE rid = :r"), {"r": created}).scalar()
+    texts = ['quote " backslash \\ tab \t', "Ångström 線量 🩻", None]
+    quantity_rows = [dict(res_pk=res_pk, rtype="Device", param=f"p{pk}", system=t, code=f"c{i}", value=value,
+                          unit_system=None, unit_code="mGy") for i, t in enumerate(texts)]
+    date_rows = [dict(res_pk=res_pk, rtype="Device", param=f"p{pk}", low=datetime(1, 1, 1), high=when, wide=True)
+                 for when in (datetime(2024, 5, 6, 7, 8, 9, 123456), datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc))]
+    json_sql = []
+    for table, rows in ((idx_code_quantity, quantity_rows), (idx_date, date_rows[:1]), (idx_date, date_rows[1:])):
+        as_json, as_arrays = ArrayInsert(table, json_rows=True).bind(rows), ArrayInsert(table).bind(rows)
+        json_sql.append("json_populate_recordset" in as_json[0])
+        with store.engine.begin() as conn:
+            for statement in (as_json, as_arrays):
+                run_pipelined(conn, [statement])
+    exact = not isinstance(value, Decimal) and value == value  # a finite float or int: sent as JSON
+    assert json_sql == [exact, True, False]
+    with store.engine.connect() as conn:
+        stored = conn.execute(text("SELECT system, code, value, unit_code FROM idx_code_quantity WHERE param = :p "
+                                   "ORDER BY code"), {"p": f"p{pk}"}).all()
+        dates = conn.execute(text("SELECT low, high, wide FROM idx_date WHERE param = :p ORDER BY high"),
+                             {"p": f"p{pk}"}).all()
+    assert [r[:2] for r in stored] == [(t, f"c{i}") for i, t in enumerate(texts) for _ in range(2)]
+    if value == value:
+        assert {r[2] for r in stored} == {float(value)}
+    else:
+        assert all(r[2] != r[2] for r in stored)  # NaN kept as NaN, not turned into NULL
+    assert len(dates) == 4 and dates[0] == dates[1] and dates[2] == dates[3]
+    assert {d[1] for d in dates} == {datetime(2024, 5, 6, 7, 8, 9), datetime(2024, 5, 6, 7, 8, 9, 123456)}
+    assert {d[0] for d in dates} == {datetime(1, 1, 1)}
 
 
 def test_statements_in_one_keep_their_parameters_apart():
