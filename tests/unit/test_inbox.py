@@ -80,6 +80,21 @@ def test_raw_object_whose_state_write_was_torn_counts_as_pending(tmp_path, torn)
     assert inbox.get(item.id).status == DONE and not list(state.parent.glob(".tmp-*"))
 
 
+def test_state_is_rewritten_in_place_and_a_shorter_one_cut_to_its_length(tmp_path):
+    inbox = Inbox(tmp_path)
+    item = inbox.put("dicom", b"payload", key="1.2.3")
+    state = tmp_path / "dicom" / item.key[:2] / f"{item.key}.state.json"
+    inbox.mark(item.id, FAILED, "mapping error: " + "x" * 700)
+    long_size = state.stat().st_size
+    inbox.mark(item.id, DONE)
+    again = inbox.get(item.id)
+    assert again.status == DONE and again.reason == "" and again.attempts == 2
+    assert state.stat().st_size < long_size and state.stat().st_size % 512 == 0
+    # a crash after the shorter state was written but before the file was cut: the old tail follows it
+    state.write_bytes(state.read_bytes() + b'"x", "status": "done"}' + b" " * 400)
+    assert inbox.get(item.id).status == PENDING
+
+
 def test_journal_items_are_listed_read_and_marked_like_files(tmp_path):
     inbox = Inbox(tmp_path)
     journal = inbox.journal("hl7v2")
