@@ -5,7 +5,8 @@ the parse finds where it ends; many modalities write their SR content tree that 
 fluoroscopy RDSR then costs tens of milliseconds to read before any mapping starts. Here such a
 sequence is only *skipped* (its delimiters followed, nothing decoded) and kept as raw bytes, like
 a sequence of defined length: pydicom decodes it when it is accessed, and the SR tree reader
-(:mod:`.sr_raw`) parses the content tree from those bytes itself.
+(:mod:`.sr_raw`) parses the content tree from those bytes itself. The Content Sequence, most of an
+SR, is parsed by that reader right away instead of skipped (one pass over its bytes, not two).
 
 Little endian transfer syntaxes only (implicit and explicit VR, and the compressed image syntaxes,
 whose data set is explicit VR little endian); anything else is left to ``pydicom.dcmread``.
@@ -52,17 +53,33 @@ def fast_read(data: bytes) -> Optional[FileDataset]:
     if syntax != ImplicitVRLittleEndian and not (syntax.is_transfer_syntax and syntax.is_little_endian):
         return None
     implicit = syntax == ImplicitVRLittleEndian
+    parsed: dict = {}
     try:
-        elements = _top_level(data, fp.tell(), implicit)
+        elements = _top_level(data, fp.tell(), implicit, parsed)
     except Exception:  # malformed or cut short (struct.error, _Malformed): pydicom reports it properly
         return None
     dataset = Dataset(elements)
     ds = FileDataset(fp, dataset, preamble, file_meta, implicit, True)
     ds.set_original_encoding(implicit, True, dataset._character_set)
+    if parsed:
+        object.__setattr__(ds, PARSED, parsed)  # beside pydicom's attributes, not a DICOM keyword
     return ds
 
 
-def _top_level(buf: bytes, pos: int, implicit: bool) -> dict:
+# Attribute of a dataset read here: {tag: items} of the top-level sequences already parsed by the
+# SR tree reader (sr_raw) while reading, for read_tree to take instead of parsing their bytes again.
+PARSED = "_dacs_parsed_sequences"
+_CONTENT = 0x0040A730  # Content Sequence (PS3.3 C.17.3): most of an SR, often of undefined length
+
+
+def parsed_sequences(ds: Dataset) -> dict:
+    """The sequences of ``ds`` parsed while it was read (see ``PARSED``); {} for any other dataset."""
+    return ds.__dict__.get(PARSED) or {}
+
+
+def _top_level(buf: bytes, pos: int, implicit: bool, parsed: dict) -> dict:
+    """The top-level elements from ``pos``; an undefined-length Content Sequence is parsed into
+    ``parsed`` by the SR tree reader, which finds its end as a skip would (one pass, not two)."""
     out = {}
     end = len(buf)
     while pos + 8 <= end:
@@ -85,7 +102,9 @@ def _top_level(buf: bytes, pos: int, implicit: bool) -> dict:
         if length == _UNDEFINED:
             if vr not in (None, "SQ"):  # UN of undefined length holds implicit VR items (CP-246): pydicom's
                 raise _Malformed(f"undefined length on VR {vr}")
-            stop = _skip_items(buf, start, implicit)  # just past the Sequence Delimitation Item
+            stop = _content_items(buf, start, implicit, parsed) if tag == _CONTENT else None
+            if stop is None:
+                stop = _skip_items(buf, start, implicit)  # just past the Sequence Delimitation Item
             value, length, vr = buf[start:stop - 8], stop - 8 - start, "SQ"
             pos = stop
         else:
@@ -95,6 +114,22 @@ def _top_level(buf: bytes, pos: int, implicit: bool) -> dict:
             value = buf[start:pos]
         out[Tag(tag)] = RawDataElement(Tag(tag), vr, length, value, start, implicit, True)
     return out
+
+
+def _content_items(buf: bytes, pos: int, implicit: bool, parsed: dict) -> Optional[int]:
+    """Parse the Content Sequence's items at ``pos`` into ``parsed``; the position just past its
+    Sequence Delimitation Item, or None when the SR reader does not take it (then skipped, and its
+    bytes parsed, or refused with the reason, when the tree is read)."""
+    from .sr_raw import parse_items_at
+
+    try:
+        items, stop = parse_items_at(buf, pos, implicit)
+    except Exception:
+        return None
+    if stop is None:
+        return None
+    parsed[_CONTENT] = items
+    return stop
 
 
 def _skip_items(buf: bytes, pos: int, implicit: bool) -> int:

@@ -88,7 +88,12 @@ def _encoder(hint) -> Callable[[Any], Any]:
             return lambda v: None if v is None else [item(x) for x in v]
         items = tuple(_encoder(a) for a in args)
         return lambda v: None if v is None else [f(x) for f, x in zip(items, v)]
-    return lambda v: v
+    return _same
+
+
+def _same(value):
+    """The encoder of values JSON takes as they are (str, int, float, bool)."""
+    return value
 
 
 def _dataclass_encoder(cls: type) -> Callable[[Any], Any]:
@@ -103,7 +108,9 @@ def _dataclass_encoder(cls: type) -> Callable[[Any], Any]:
             return None
         out = {}
         for name, encode, default in plan:
-            value = encode(getattr(obj, name))
+            value = getattr(obj, name)
+            if encode is not _same:  # most fields are plain values: no call for them
+                value = encode(value)
             if value != default or type(value) is not type(default):
                 out[name] = value
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from struct import Struct
 from struct import error as StructError
-from typing import Union
+from typing import Optional, Union
 
 # Sequences of an SR content tree (PS3.6): in implicit VR the raw bytes do not say which elements are
 # sequences. Concept Name Code, Concept Code, Content, Measured Value, Measurement Units Code, Numeric Value
@@ -40,6 +40,20 @@ def parse_sequence(value: bytes, implicit: bool, little: bool) -> RawItems:
     """
     items, _ = _parse_items(value, 0, len(value), implicit, little, {})
     return items
+
+
+def parse_items_at(buf: bytes, pos: int, implicit: bool) -> tuple[RawItems, Optional[int]]:
+    """The items of a little endian sequence of undefined length whose first item is at ``pos`` of a
+    whole data set ``buf``, and the position just past its Sequence Delimitation Item (None when the
+    bytes end before it). The same items as :func:`parse_sequence` of the value's bytes."""
+    items, after = _parse_items(buf, pos, len(buf), implicit, True, {})
+    # the parse stops just past the delimiter, or where fewer than 8 bytes are left (an item of
+    # undefined length cut short fails before that)
+    delimited = after - 8 >= pos and buf[after - 8:after] == _SEQ_END_LE
+    return items, after if delimited else None
+
+
+_SEQ_END_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # (FFFE,E0DD), length 0
 
 
 def _parse_items(buf: bytes, pos: int, end: int, implicit: bool, little: bool, seen: dict) -> tuple[RawItems, int]:

@@ -23,6 +23,7 @@ from pydicom.sequence import Sequence
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
 from ..domain import Concept
+from .dicom_fast import parsed_sequences
 from .sr_raw import SEQUENCE_TAGS, RawFormatError, parse_sequence  # noqa: F401  (RawFormatError: raised by read_tree)
 
 # PS3.6 tags of the SR Document Content module and the Code Sequence macro
@@ -301,8 +302,12 @@ def read_tree(ds: Dataset) -> Node:
     Raises :class:`RawFormatError` when sequence bytes are malformed.
     """
     tree = Tree(ds)
-    top = {tag: ds._dict[tag] for tag in (T_CONCEPT_NAME, T_CONTENT, T_TEMPLATE, T_VALUE_TYPE) if tag in ds._dict}
+    parsed = parsed_sequences(ds)  # the Content Sequence, when parsed while the object was read
+    top = {tag: ds._dict[tag] for tag in (T_CONCEPT_NAME, T_CONTENT, T_TEMPLATE, T_VALUE_TYPE)
+           if tag in ds._dict and tag not in parsed}
     root = _as_dict(_Top(top))
+    if T_CONTENT in parsed and T_CONTENT in ds._dict:
+        root[T_CONTENT] = parsed[T_CONTENT]
     name = tree.first_code(root, T_CONCEPT_NAME)
     return Node(root, tree, _ascii(root, T_VALUE_TYPE) or "CONTAINER", "", name.scheme if name else "",
                 name.code if name else "", _children(root, tree))

@@ -35,7 +35,8 @@ def test_same_data_set_as_pydicom(corpus):
 
 
 def test_undefined_length_sequences_are_kept_raw(corpus):
-    """A sequence of undefined length is skipped, not parsed, and decodes on access."""
+    """A sequence of undefined length is kept as bytes and decodes on access (the Content Sequence is
+    also parsed by the SR tree reader while read)."""
     path = corpus / "rdsr" / "rf-canon-ultimax-i-mgy-dose-rp.dcm"
     data = path.read_bytes()
     ds = fast_read(data)
@@ -52,3 +53,35 @@ def test_cut_short_objects_fall_back_to_pydicom(corpus, cut):
         read_dataset(data)
     except Exception as exc:  # pydicom's own verdict, as a one-line CorruptObject
         assert type(exc).__name__ == "CorruptObject"
+
+
+def test_content_parsed_while_read_maps_as_its_bytes_do(corpus, monkeypatch):
+    """Every RDSR written with sequences and items of undefined length: the Content
+    Sequence parsed in the read gives the report the parse of its kept bytes gives."""
+    import io
+
+    from dacs_fhir.mappers import dicom_fast, report_json
+    from dacs_fhir.mappers.dicom import parse
+
+    checked = 0
+    for path in sorted((corpus / "rdsr").glob("*.dcm")):
+        ds = pydicom.dcmread(path)
+        if not ds.file_meta.TransferSyntaxUID.is_little_endian or ds.file_meta.TransferSyntaxUID.is_deflated:
+            continue
+        for elem in ds.iterall():
+            if elem.VR == "SQ":
+                elem.is_undefined_length = True
+                for item in elem.value:
+                    item.is_undefined_length_sequence_item = True
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        data = out.getvalue()
+        if not dicom_fast.parsed_sequences(fast_read(data)):
+            continue
+        once = report_json.dump(parse(data))
+        with monkeypatch.context() as m:
+            m.setattr(dicom_fast, "_content_items", lambda *args: None)  # skipped, parsed from its bytes later
+            assert not dicom_fast.parsed_sequences(fast_read(data))
+            assert report_json.dump(parse(data)) == once, path.name
+        checked += 1
+    assert checked >= 15
