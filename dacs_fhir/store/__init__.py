@@ -8,7 +8,7 @@ from . import errors
 from .searching import SearchResult
 from .searchparams import PARAMS as SEARCH_PARAMETERS
 from .store import Store
-from .transaction import History, HistoryEntry, Outcome, Transaction
+from .transaction import Change, History, HistoryEntry, Outcome, Transaction
 
-__all__ = ["Store", "Transaction", "Outcome", "History", "HistoryEntry", "SearchResult", "SEARCH_PARAMETERS",
+__all__ = ["Store", "Transaction", "Change", "Outcome", "History", "HistoryEntry", "SearchResult", "SEARCH_PARAMETERS",
            "errors"]

@@ -290,6 +290,7 @@ class BundleProcessor:
     def _batch(self, raws: list) -> list[dict]:
         responses = []
         for i, raw in enumerate(raws):
+            checkpoint = self.tx.checkpoint()
             try:
                 with self.tx.conn.begin_nested():
                     e = _entry(i, raw)
@@ -301,7 +302,7 @@ class BundleProcessor:
                         responses.append(self._write(e, self._plan(e)))
                     self.tx.flush()
             except errors.StoreError as exc:
-                self.tx.discard()
+                self.tx.discard(checkpoint)
                 status = exc.status
                 responses.append({"response": {"status": f"{status} {REASONS.get(status, '')}".strip(),
                                                "outcome": outcome_resource(str(exc), status, getattr(exc, "path", None))}})

@@ -29,6 +29,27 @@ class Outcome:
     changed: bool = True  # False when an update carried the same content (no new version)
 
 
+@dataclass(frozen=True)
+class Change:
+    """One resource a committed transaction changed: what the rules stage is handed after commit
+    (docs/architecture.md). ``previous_version`` is None for a create; ``version`` of a delete is its
+    tombstone version."""
+    resource_type: str
+    id: str
+    version: int
+    previous_version: Optional[int]
+    method: str  # create | update | delete
+
+    def as_list(self) -> list:
+        """The JSON form that task messages carry."""
+        return [self.resource_type, self.id, self.version, self.previous_version, self.method]
+
+    @classmethod
+    def from_list(cls, value) -> "Change":
+        rtype, rid, version, previous, method = value
+        return cls(rtype, rid, int(version), None if previous is None else int(previous), method)
+
+
 @dataclass
 class HistoryEntry:
     resource: Optional[dict]
@@ -101,6 +122,21 @@ class Transaction:
         # PostgreSQL: new resource rows, inserted by one array INSERT at flush with keys drawn ahead from the
         # sequence (a bundle's new resources cost one round trip, not one INSERT … RETURNING each)
         self._new_rows: dict[int, dict] = {}
+        # what this transaction changed, by (type, id): (version before it, version now, method)
+        self._changes: dict[tuple[str, str], tuple[Optional[int], int, str]] = {}
+
+    @property
+    def changes(self) -> list[Change]:
+        """Every resource this transaction created, updated or deleted, once each, in write order: the
+        version before the transaction and the last one it wrote."""
+        return [Change(t, i, v, prev, m) for (t, i), (prev, v, m) in self._changes.items()]
+
+    def _changed(self, rtype: str, rid: str, previous: Optional[int], version: int, method: str) -> None:
+        first = self._changes.get((rtype, rid))
+        if first is not None:
+            previous = first[0]
+            method = "create" if first[2] == "create" and method != "delete" else method
+        self._changes[(rtype, rid)] = (previous, version, method)
 
     def _clock(self) -> datetime:
         """Version timestamps, strictly increasing within the transaction (history order)."""
@@ -110,8 +146,13 @@ class Transaction:
         self._last = now
         return now
 
-    def discard(self) -> None:
-        """Forget pending rows (their writes were rolled back to a savepoint)."""
+    def checkpoint(self) -> dict:
+        """What ``discard`` goes back to: the changes recorded so far (take it with a savepoint)."""
+        return dict(self._changes)
+
+    def discard(self, checkpoint: Optional[dict] = None) -> None:
+        """Forget pending rows (their writes were rolled back to a savepoint) and the changes recorded
+        since ``checkpoint``."""
         self._versions.clear()
         self._index.clear()
         self._stale.clear()
@@ -120,6 +161,7 @@ class Transaction:
         self._rows.clear()
         self._prefetched.clear()
         self._new_rows.clear()
+        self._changes = dict(checkpoint or {})
 
     def flush(self) -> None:
         """Insert new resource rows, delete stale index rows, insert the pending version and index rows."""
@@ -288,6 +330,7 @@ class Transaction:
         self._rows[(rtype, rid)] = _Row(current.pk, version, True, None)
         self._versions.append(dict(res_pk=current.pk, version=version, rtype=rtype, rid=rid,
                                    last_updated=now, method="delete", content=None))
+        self._changed(rtype, rid, current.version, version, "delete")
 
     def _write(self, rtype, rid, resource, current, method, status=None) -> Outcome:
         self._prefetched.clear()  # a write may change what a criterion matches
@@ -318,6 +361,7 @@ class Transaction:
         for kind, rows in index.items():
             self._index.setdefault(kind, []).extend(rows)
         self._pending_pks.add(pk)
+        self._changed(rtype, rid, current.version if current is not None else None, version, method)
         return Outcome(stored, status or ("created" if method == "create" else "updated"))
 
     def _reindex(self, pk: int, rtype: str, old_content: str, index: dict[str, list[dict]]) -> dict[str, list[dict]]:
