@@ -9,20 +9,16 @@ from .config import Settings
 
 
 def create_app(settings: Optional[Settings] = None, store=None, pipeline=None) -> Flask:
-    """A Flask app serving the FHIR REST API over ``store`` (by default the pipeline's, or a new one)."""
+    """A Flask app serving the FHIR REST API; its writes go through ``pipeline`` (by default one built
+    on ``store``, or on a new store for ``settings``)."""
     from .listeners import fhir_rest
     from .listeners.fhir_rest.backend import Backend
 
-    settings = settings or (pipeline.settings if pipeline is not None else Settings.from_env())
-    if store is None:
-        if pipeline is not None:
-            store = pipeline.store
-        else:
-            from .store import Store
+    if pipeline is None:
+        from .pipeline import Pipeline
 
-            store = Store(settings.database_url)
-            store.upgrade()
+        pipeline = Pipeline(settings or Settings.from_env(), store=store)
     app = Flask(__name__)
-    app.config["DACS_SETTINGS"] = settings
-    fhir_rest.init_app(app, Backend(settings, store, pipeline))
+    app.config["DACS_SETTINGS"] = pipeline.settings
+    fhir_rest.init_app(app, Backend(pipeline))
     return app

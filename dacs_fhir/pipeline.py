@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +23,9 @@ from .config import Settings
 from .domain import DoseReport
 from .errors import RejectedInput
 from .inbox import DONE, FAILED, Inbox, InboxItem
+
+if TYPE_CHECKING:
+    from .store import Change, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,30 @@ class Pipeline:
             store.upgrade()
         self.store = store
 
+    # ---- apply: every channel writes through this
+    @contextmanager
+    def transaction(self, source: str = "", mark: Optional[Callable[[list[Change]], None]] = None) -> Iterator[Transaction]:
+        """Apply: one store transaction of a channel (DICOM, HL7 v2, FHIR REST, import). Once it has
+        committed, ``mark`` records the outcome on the inbox item, then the changes (type, id,
+        version, previous version) are handed to the rules stage. ``source``: the inbox item id."""
+        with self.store.transaction() as tx:
+            yield tx
+        changes = tx.changes
+        if mark is not None:
+            mark(changes)
+        self.hand_off(changes, source)
+
+    def hand_off(self, changes: list, source: str = "") -> None:
+        """Give committed changes to the rules stage (failures are logged, never undo the write)."""
+        from . import rules
+
+        if not changes:
+            return
+        try:
+            rules.run(rules.ChangeSet(source, tuple(changes)), self.store) if rules.wanted() else None
+        except Exception:
+            log.exception("rules stage failed for %s", source)
+
     # ---- receive: listeners call this and acknowledge as soon as it returns
     def receive(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None) -> InboxItem:
         """Keep ``data`` durably in the inbox, then enqueue its processing."""
@@ -84,11 +112,11 @@ class Pipeline:
             return self._process_hl7(item_id, raw)
         try:
             if raw.lstrip()[:1] in (b"{", b"["):
-                outcome = self.ingest_fhir(raw)
+                outcome = self.ingest_fhir(raw, item_id)
             else:
                 from .mappers.dicom import parse
 
-                outcome = self.ingest_report(parse(raw))
+                outcome = self.ingest_report(parse(raw), item_id)
         except RejectedInput as err:
             outcome = Outcome(REJECTED, reason=str(err))
         except OperationalError as exc:
@@ -101,7 +129,7 @@ class Pipeline:
             self.inbox.mark(item_id, DONE, "", outcome=outcome.status, study=outcome.study_uid)
         return outcome
 
-    def ingest_report(self, report: DoseReport) -> Outcome:
+    def ingest_report(self, report: DoseReport, source: str = "") -> Outcome:
         """Store a mapped report, merged with the reports already held for its study.
 
         Each object's own report is kept; the study's FHIR resources are rebuilt from
@@ -113,7 +141,7 @@ class Pipeline:
         from .mappers.fhir import to_bundle
 
         mine = report_json.dump(report)
-        with self.store.transaction() as tx:
+        with self.transaction(source) as tx:
             # objects of one study are merged one at a time, whatever the number of workers
             kept = tx.dose_reports_for_study(report.study.instance_uid, lock=True)
             if mine in kept:
@@ -130,7 +158,8 @@ class Pipeline:
             tx.record_dose_report(merged, report, stored, dumped=mine)  # also keeps `report` for later merges
             status = UPDATED if any(r.kind == report.kind for r in earlier) else IMPORTED
             outcome = Outcome(status, study_uid=report.study.instance_uid, resources=sorted(set(written.values())), report=merged)
-        self.after_commit(outcome)
+        if self.settings.destinations:
+            self._deliver(outcome)
         return outcome
 
     @staticmethod
@@ -141,7 +170,7 @@ class Pipeline:
                 return candidate
         return report
 
-    def ingest_fhir(self, raw: bytes) -> Outcome:
+    def ingest_fhir(self, raw: bytes, source: str = "") -> Outcome:
         """A FHIR resource or Bundle (JSON) written through the store."""
         from .errors import RejectedInput as Rejected
 
@@ -151,16 +180,14 @@ class Pipeline:
             raise Rejected(f"invalid FHIR JSON: {exc}") from None
         if not isinstance(resource, dict) or "resourceType" not in resource:
             raise Rejected("invalid FHIR JSON: no resourceType")
-        with self.store.transaction() as tx:
+        with self.transaction(source) as tx:
             if resource["resourceType"] == "Bundle" and resource.get("type") in ("transaction", "batch"):
                 response = tx.process_bundle(resource)
                 written = [e.get("response", {}).get("location", "") for e in response.get("entry", [])]
             else:
                 out = tx.create(resource)
                 written = [f"{out.resource['resourceType']}/{out.resource['id']}"]
-        outcome = Outcome(IMPORTED, resources=[w for w in written if w])
-        self.after_commit(outcome)
-        return outcome
+        return Outcome(IMPORTED, resources=[w for w in written if w])
 
     def _process_hl7(self, item_id: str, raw: bytes) -> Outcome:
         """An HL7 v2 message (replay of an AE/AR one): applied by the HL7 receiver, which marks the item."""
@@ -170,17 +197,6 @@ class Pipeline:
         if err is not None:
             return Outcome(REJECTED, reason=f"{err.ack_code} {err.code}: {err.reason}", item_id=item_id)
         return Outcome(IMPORTED, item_id=item_id)
-
-    def after_commit(self, outcome: Outcome) -> None:
-        """Hand a committed change to delivery and the rules stage (failures are logged, never undo the write)."""
-        from . import rules
-
-        if outcome.report is not None and self.settings.destinations:
-            self._deliver(outcome)
-        try:
-            rules.after_commit(outcome)
-        except Exception:
-            log.exception("rules stage failed for %s", outcome.item_id or outcome.study_uid)
 
     def _deliver(self, outcome: Outcome) -> None:
         """Queue the new or corrected dose summary for every destination (HL7 v2 ORU^R01, FHIR)."""

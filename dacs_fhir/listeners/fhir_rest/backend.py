@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import uuid
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator
 
 from flask import Flask, current_app, request
 
-from ...inbox import DONE, FAILED, Inbox
+from ...inbox import DONE, FAILED
+
+if TYPE_CHECKING:
+    from ...store import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -21,31 +24,32 @@ EXTENSION = "dacs_fhir.rest"
 
 
 class Backend:
-    """Flask extension: ``Backend(settings, store, pipeline).init_app(app)``."""
+    """Flask extension: ``Backend(pipeline).init_app(app)``."""
 
-    def __init__(self, settings, store, pipeline=None, inbox: Optional[Inbox] = None):
-        self.settings = settings
-        self.store = store
+    def __init__(self, pipeline):
         self.pipeline = pipeline
-        self.inbox = inbox or (pipeline.inbox if pipeline is not None else Inbox(settings.inbox_dir))
+        self.settings = pipeline.settings
+        self.store = pipeline.store
+        self.inbox = pipeline.inbox
 
     def init_app(self, app: Flask) -> None:
         app.extensions[EXTENSION] = self
 
     @contextmanager
-    def write(self, body: bytes, **meta) -> Iterator[list]:
-        """Keep ``body`` in the inbox, yield a list to collect ``Type/id`` written, then mark the item.
-
-        The transaction is the caller's (inside this block); the rules hook runs only after it
-        committed, i.e. after the block ended without error.
-        """
+    def write(self, body: bytes, **meta) -> Iterator["Transaction"]:
+        """Keep ``body`` in the inbox, yield the pipeline's transaction, then mark the item with the
+        resources it changed (failed with the reason when the block raised); the pipeline hands the
+        committed changes to the rules stage."""
         meta = {"method": request.method, "path": request.path, **{k: v for k, v in meta.items() if v}}
         # one key per request: two identical bodies are two writes, each with its own outcome
-        key = uuid.uuid4().hex
-        item = self.inbox.put("fhir", body, key=key, meta=meta)
-        written: list[str] = []
+        item = self.inbox.put("fhir", body, key=uuid.uuid4().hex, meta=meta)
+
+        def mark(changes) -> None:
+            self.inbox.mark(item.id, DONE, "", resources=[f"{c.resource_type}/{c.id}" for c in changes])
+
         try:
-            yield written
+            with self.pipeline.transaction(source=item.id, mark=mark) as tx:
+                yield tx
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             try:
@@ -53,16 +57,6 @@ class Backend:
             except OSError:
                 log.exception("could not mark inbox item %s failed", item.id)
             raise
-        self.inbox.mark(item.id, DONE, "", resources=written)
-        if written:
-            self.after_commit(item.id, written)
-
-    def after_commit(self, item_id: str, written: list[str]) -> None:
-        if self.pipeline is None:
-            return
-        from ...pipeline import IMPORTED, Outcome
-
-        self.pipeline.after_commit(Outcome(IMPORTED, item_id=item_id, resources=list(written)))
 
 
 def backend() -> Backend:

@@ -51,10 +51,8 @@ def update(rtype: str, rid: str):
         raise FhirError(400, f"resource id {body.get('id')!r} does not match the URL id {rid!r}", "invalid", f"{rtype}.id")
     if_match = parse_etag(request.headers.get("If-Match"))
     b = backend()
-    with b.write(request.get_data(), if_match=if_match) as written:
-        with b.store.transaction() as tx:
-            out = tx.update(rtype, rid, body, if_match=if_match)
-        written.append(f"{rtype}/{out.resource['id']}")
+    with b.write(request.get_data(), if_match=if_match) as tx:
+        out = tx.update(rtype, rid, body, if_match=if_match)
     status = 201 if out.status == "created" else 200
     return write_reply(out.resource, status, base_url(), location=status == 201)
 
@@ -65,10 +63,8 @@ def delete(rtype: str, rid: str):
     check_type(rtype)
     check_id(rid)
     b = backend()
-    with b.write(b"") as written:
-        with b.store.transaction() as tx:
-            tx.delete(rtype, rid)
-        written.append(f"{rtype}/{rid}")
+    with b.write(b"") as tx:
+        tx.delete(rtype, rid)
     if prefer("return") == "minimal":
         return fhir_response(None, 204)
     return fhir_response(operation_outcome(f"{rtype}/{rid} deleted", "information", "informational"), 200)

@@ -30,24 +30,12 @@ def bundle():
         raise FhirError(400, f"Bundle.type must be batch or transaction, not {kind!r}", "invalid", "Bundle.type")
     representation = prefer("return") != "minimal"
     b = backend()
-    with b.write(request.get_data(), bundle=kind) as written:
-        with b.store.transaction() as tx:
-            response = tx.process_bundle(body)  # entries carry the stored resources
-        written += [ref for ref in map(_location_ref, response.get("entry", [])) if ref]
+    with b.write(request.get_data(), bundle=kind) as tx:
+        response = tx.process_bundle(body)  # entries carry the stored resources
     if not representation:
         for entry in response.get("entry", []):
             entry.pop("resource", None)
     return fhir_response(response, 200)
-
-
-def _location_ref(entry: dict) -> str | None:
-    """``Type/id`` of a response entry's location (``[base/]Type/id[/_history/vid]``)."""
-    parts = ((entry.get("response") or {}).get("location") or "").split("?")[0].strip("/").split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    if len(parts) < 2:
-        return None
-    return f"{parts[-2]}/{parts[-1]}"
 
 
 @bp.get("/_history")

@@ -22,11 +22,8 @@ def create(rtype: str):
     body.pop("id", None)  # the server assigns the id of a created resource
     if_none_exist = normalise_query(request.headers.get("If-None-Exist"))
     b = backend()
-    with b.write(request.get_data(), if_none_exist=if_none_exist) as written:
-        with b.store.transaction() as tx:
-            out = tx.create(body, if_none_exist=if_none_exist)
-        if out.status == "created":
-            written.append(f"{rtype}/{out.resource['id']}")
+    with b.write(request.get_data(), if_none_exist=if_none_exist) as tx:
+        out = tx.create(body, if_none_exist=if_none_exist)
     created = out.status == "created"
     return write_reply(out.resource, 201 if created else 200, base_url(), location=created)
 
@@ -41,10 +38,8 @@ def conditional_update(rtype: str):
     body = read_json_body()
     expect_type(body, rtype)
     b = backend()
-    with b.write(request.get_data(), condition=query) as written:
-        with b.store.transaction() as tx:
-            out = tx.conditional_update(rtype, query, body)
-        written.append(f"{rtype}/{out.resource['id']}")
+    with b.write(request.get_data(), condition=query) as tx:
+        out = tx.conditional_update(rtype, query, body)
     status = 201 if out.status == "created" else 200
     return write_reply(out.resource, status, base_url(), location=status == 201)
 
