@@ -118,7 +118,6 @@ def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool,
 
     ``warmup``: a folder of one more object, sent and waited for before the clock starts, so that
     the rate is that of a running DACS (worker started, modules loaded), not of its start-up."""
-    from dacs_fhir import tasks
     from dacs_fhir.listeners.dicom_scp import start_scp
 
     if not with_pipeline:
@@ -155,7 +154,7 @@ def run_dacs(settings, storescu: str, folder: Path, n: int, with_pipeline: bool,
         if worker is not None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=60)
-        tasks.drain(timeout=600)
+        services.pipeline.tasks.drain(timeout=600)
         services.stop()
 
 

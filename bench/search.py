@@ -132,10 +132,10 @@ def _pipeline(store: Store):
     import tempfile
 
     from dacs_fhir.config import Settings
-    from dacs_fhir.pipeline import Pipeline
+    from dacs_fhir.composition import build_pipeline
 
     settings = Settings.from_env({"DACS_DATA_DIR": tempfile.mkdtemp(prefix="dacs-bench-")})
-    return Pipeline(settings, store=store)
+    return build_pipeline(settings, store=store)
 
 
 def load(store: Store, summaries: int, seed: int, use_mapper: bool, first: int = 0) -> None:

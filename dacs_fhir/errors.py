@@ -20,3 +20,7 @@ class CorruptObject(RejectedInput):
 
 class MappingError(RejectedInput):
     """A dose object whose content breaks the template rules (wrong units, missing UIDs …)."""
+
+
+class TransientError(DacsError):
+    """The store is unavailable: the task is retried and the inbox item stays pending."""

@@ -18,22 +18,19 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from sqlalchemy.exc import OperationalError
 
-from . import tasks
 from .config import Settings
 from .domain import DoseReport
-from .errors import RejectedInput
+from .errors import RejectedInput, TransientError
+from . import rules
 from .inbox import DONE, FAILED, Inbox, InboxItem
 
 if TYPE_CHECKING:
-    from .store import Change, Transaction
+    from .store import Change, Store, Transaction
+    from .tasks import TaskLayer
 
 log = logging.getLogger(__name__)
 
 IMPORTED, UPDATED, DUPLICATE, REJECTED = "imported", "updated", "duplicate", "rejected"
-
-
-class TransientError(Exception):
-    """The store is unavailable: the task is retried and the inbox item stays pending."""
 
 
 @dataclass
@@ -49,16 +46,12 @@ class Outcome:
 class Pipeline:
     """Composition of inbox, mappers, store and rules for one deployment."""
 
-    def __init__(self, settings: Optional[Settings] = None, store=None, inbox: Optional[Inbox] = None):
-        from .store import Store
-
-        self.settings = settings or Settings.from_env()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.inbox = inbox or Inbox(self.settings.inbox_dir)
-        if store is None:
-            store = Store(self.settings.database_url)
-            store.upgrade()
+    def __init__(self, settings: Settings, store: "Store", inbox: Inbox, tasks: "TaskLayer"):
+        """Built by the composition root (:func:`dacs_fhir.composition.build_pipeline`)."""
+        self.settings = settings
         self.store = store
+        self.inbox = inbox
+        self.tasks = tasks
 
     # ---- apply: every channel writes through this
     @contextmanager
@@ -73,27 +66,26 @@ class Pipeline:
             mark(changes)
         self.hand_off(changes, source)
 
-    def hand_off(self, changes: list, source: str = "") -> None:
-        """Give committed changes to the rules stage (failures are logged, never undo the write)."""
-        from . import rules
-
-        if not changes:
+    def hand_off(self, changes: list[Change], source: str = "") -> None:
+        """Give committed changes to the rules stage, run off the request path by the task layer (a
+        failure is logged and never undoes the write)."""
+        if not changes or not rules.wanted():
             return
         try:
-            rules.run(rules.ChangeSet(source, tuple(changes)), self.store) if rules.wanted() else None
+            self.tasks.enqueue_rules(rules.ChangeSet(source, tuple(changes)))
         except Exception:
-            log.exception("rules stage failed for %s", source)
+            log.exception("handing the changes of %s to the rules stage failed", source)
 
     # ---- receive: listeners call this and acknowledge as soon as it returns
     def receive(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None) -> InboxItem:
         """Keep ``data`` durably in the inbox, then enqueue its processing."""
         item = self.inbox.put(kind, data, key=key, meta=meta)
-        tasks.enqueue_processing(item.id, self.settings)
+        self.tasks.enqueue_processing(item.id)
         return item
 
     def enqueue(self, item: InboxItem) -> None:
         """Enqueue processing of an item a listener already put in the inbox."""
-        tasks.enqueue_processing(item.id, self.settings)
+        self.tasks.enqueue_processing(item.id)
 
     def recover_pending(self) -> int:
         """Enqueue every item still pending (after a crash); processing is idempotent."""
@@ -208,7 +200,8 @@ class Pipeline:
         digest = hashlib.sha256(json.dumps(report_json.dump(outcome.report), sort_keys=True).encode()).hexdigest()[:32]
         try:
             delivery.enqueue_report(self.settings, outcome.report, corrected=outcome.status == UPDATED,
-                                    key=f"{outcome.study_uid}:{outcome.report.kind}:{digest}")
+                                    key=f"{outcome.study_uid}:{outcome.report.kind}:{digest}",
+                                    schedule=self.tasks.schedule_delivery)
         except Exception:
             log.exception("queueing dose results for delivery failed (study kept; replay to resend)")
 
@@ -232,9 +225,6 @@ class Pipeline:
                 resource = entry["resource"]
                 searchparams.extract(validation.resource_type(resource), resource)
 
-    def replay(self, item_id: str) -> Outcome:
-        """Process an inbox item again (after a fix)."""
-        return self.process(item_id)
 
 
 def _check_profiles(bundle: dict) -> None:

@@ -1,10 +1,14 @@
-"""The Celery task layer.
+"""The Celery task layer of one deployment (docs/architecture.md).
 
 With ``DACS_BROKER_URL`` set (Redis or RabbitMQ) tasks go to the broker and a
 ``dacs-fhir worker`` runs them; without it they run in-process on one
 background thread through Celery's eager execution, so the embedded default
-needs no broker. Tasks carry only ids (an inbox item, a destination) and re-read
-what they work on.
+needs no broker. Tasks carry only ids (inbox items, changed resources, a
+destination) and re-read what they work on.
+
+No state lives in this module: a :class:`TaskLayer` owns its Celery app, and the
+composition root (:mod:`dacs_fhir.composition`) binds it to the pipeline it
+serves. A task finds its layer through its app (``task.app.dacs``).
 """
 from __future__ import annotations
 
@@ -12,104 +16,171 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from celery import Celery
+from celery import Celery, shared_task
 from celery.signals import worker_process_init
 
 from .config import Settings
+from .errors import TransientError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+    from .rules import ChangeSet
 
 log = logging.getLogger(__name__)
 
-celery_app = Celery("dacs_fhir")
-celery_app.conf.update(
-    task_acks_late=True,  # a worker killed mid-task leaves the message on the broker
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_serializer="json",
-    accept_content=["json"],
-    task_ignore_result=True,
-    broker_connection_retry_on_startup=True,
-    worker_hijack_root_logger=False,
-)
-
-_settings: Optional[Settings] = None
-_pipeline = None
-_worker = False  # this process is a ``dacs-fhir worker``: it writes and serves no searches
-_lock = threading.Lock()
-_executor: Optional[ThreadPoolExecutor] = None
+PROCESS_ITEMS = "dacs_fhir.process_inbox_items"
+PROCESS_ITEM = "dacs_fhir.process_inbox_item"
+RUN_RULES = "dacs_fhir.run_rules"
+DELIVER = "dacs_fhir.deliver_destination"
 
 
-def _apply_broker(settings: Settings) -> None:
-    celery_app.conf.task_default_queue = settings.queue
-    if settings.broker_url:
-        celery_app.conf.update(broker_url=settings.broker_url, task_always_eager=False)
-    else:
-        celery_app.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=False)
+class TaskLayer:
+    """One deployment's Celery app and the ways work is handed to it (broker or in-process)."""
+
+    def __init__(self, settings: Settings, worker: bool = False):
+        self.settings = settings
+        self.worker = worker  # a ``dacs-fhir worker`` process: it writes and serves no searches
+        self.celery = Celery("dacs_fhir", set_as_current=False)
+        self.celery.conf.update(
+            task_acks_late=True,  # a worker killed mid-task leaves the message on the broker
+            task_reject_on_worker_lost=True,
+            worker_prefetch_multiplier=1,
+            task_serializer="json",
+            accept_content=["json"],
+            task_ignore_result=True,
+            broker_connection_retry_on_startup=True,
+            worker_hijack_root_logger=False,
+            task_default_queue=settings.queue,
+        )
+        if settings.broker_url:
+            self.celery.conf.update(broker_url=settings.broker_url, task_always_eager=False)
+        else:
+            self.celery.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=False)
+        self.celery.dacs = self  # type: ignore[attr-defined]  # how a task finds its layer
+        self._pipeline: Optional["Pipeline"] = None
+        self._idle = threading.Condition()  # in-process tasks: how many are queued or running
+        self._outstanding = 0
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._batcher = Batcher(lambda ids: self.celery.tasks[PROCESS_ITEMS].apply_async(args=(ids,)))
+        worker_process_init.connect(self._after_fork, weak=False)
+
+    # ---- composition
+    def bind(self, pipeline: "Pipeline") -> None:
+        """The pipeline this layer's tasks run on (the composition root calls this once)."""
+        self._pipeline = pipeline
+
+    @property
+    def pipeline(self) -> "Pipeline":
+        if self._pipeline is None:
+            raise RuntimeError("task layer used before the composition root bound it to a pipeline")
+        return self._pipeline
+
+    def _after_fork(self, **_kwargs) -> None:
+        """A prefork pool child must not share the parent's database connections (SQLAlchemy pooling docs)."""
+        if self._pipeline is not None:
+            self._pipeline.store.engine.dispose(close=False)
+
+    # ---- hand work over
+    def enqueue_processing(self, item_id: str) -> Optional[Future]:
+        """Hand an inbox item over; returns a Future when run in-process."""
+        if self.settings.broker_url:
+            self._batcher.add(item_id)
+            return None
+        return self._run_local(PROCESS_ITEM, item_id)
+
+    def enqueue_rules(self, change_set: "ChangeSet") -> Optional[Future]:
+        """Hand committed changes to the rules stage, off the request path."""
+        if self.settings.broker_url:
+            self.celery.tasks[RUN_RULES].apply_async(args=(change_set.as_message(),))
+            return None
+        return self._run_local(RUN_RULES, change_set.as_message())
+
+    def schedule_delivery(self, url: str, countdown: float = 0.0) -> None:
+        """A broker: send ``url``'s outbound queue from a worker (after ``countdown`` seconds)."""
+        self.celery.tasks[DELIVER].apply_async(args=(url,), countdown=countdown or None)
+
+    def _run_local(self, name: str, arg) -> Future:
+        with self._idle:
+            if self._executor is None:
+                # one thread: objects of one study are merged in arrival order
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dacs-task")
+            self._outstanding += 1
+            future = self._executor.submit(self.celery.tasks[name].apply, args=(arg,))
+        future.add_done_callback(self._done_local)
+        return future
+
+    def _done_local(self, _future: Future) -> None:
+        with self._idle:
+            self._outstanding -= 1
+            self._idle.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Hand the ids still waiting for a batch to the broker (listeners stopping)."""
+        self._batcher.flush(timeout)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait for in-process tasks queued so far, and until queued ids are with the broker (tests,
+        import, shutdown)."""
+        end = time.monotonic() + timeout
+        self._batcher.flush(timeout)
+        with self._idle:  # a task may queue another (rules after an object): wait for all of them
+            while self._outstanding and (left := end - time.monotonic()) > 0:
+                self._idle.wait(left)
+
+    def shutdown(self) -> None:
+        self.flush()
+        with self._idle:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
-def configure(settings: Settings, worker: bool = False) -> None:
-    """Bind the task layer to ``settings`` (broker or in-process); ``worker``: for a worker process."""
-    global _settings, _pipeline, _worker
-    with _lock:
-        _settings, _pipeline, _worker = settings, None, worker
-    _apply_broker(settings)
-
-
-def set_pipeline(pipeline) -> None:
-    """Use an existing Pipeline for tasks run in this process (servers and tests)."""
-    global _settings, _pipeline
-    with _lock:
-        _settings, _pipeline = pipeline.settings, pipeline
-    _apply_broker(pipeline.settings)
-
-
-def current_pipeline():
-    """The process-wide Pipeline for the configured settings (created on first use)."""
-    global _pipeline
-    if _settings is None:
-        configure(Settings.from_env())
-    with _lock:
-        if _pipeline is None:
-            from .pipeline import Pipeline
-            from .store import Store
-
-            # a worker's PostgreSQL statements may use generic plans (see Store)
-            store = Store(_settings.database_url, generic_plans=True) if _worker else None
-            if store is not None:
-                store.upgrade()
-            _pipeline = Pipeline(_settings, store=store)
-        return _pipeline
-
-
-@celery_app.task(name="dacs_fhir.process_inbox_items", bind=True, max_retries=8, default_retry_delay=2)
+# ---- the tasks: module-level functions, no state; each finds its layer through its app
+@shared_task(name=PROCESS_ITEMS, bind=True, max_retries=8, default_retry_delay=2)
 def process_inbox_items(self, item_ids: list[str]) -> list[str]:
     """Map and store raw inbox objects one after the other, each in its own transaction; when the
     database is unavailable, the rest of them is retried as one task."""
-    from .pipeline import TransientError
-
+    pipeline = self.app.dacs.pipeline
     out = []
     for n, item_id in enumerate(item_ids):
         try:
-            out.append(current_pipeline().process(item_id).status)
+            out.append(pipeline.process(item_id).status)
         except TransientError as exc:
             raise self.retry(args=(item_ids[n:],), exc=exc)
     return out
 
 
-@celery_app.task(name="dacs_fhir.process_inbox_item", bind=True, max_retries=8, default_retry_delay=2)
+@shared_task(name=PROCESS_ITEM, bind=True, max_retries=8, default_retry_delay=2)
 def process_inbox_item(self, item_id: str) -> str:
-    """One raw inbox object (messages queued one per object; in-process tasks)."""
-    from .pipeline import TransientError
-
+    """One raw inbox object (in-process tasks)."""
     try:
-        return current_pipeline().process(item_id).status
+        return self.app.dacs.pipeline.process(item_id).status
     except TransientError as exc:
         raise self.retry(exc=exc)
 
 
-class _Batcher:
-    """Sends inbox item ids to the broker as one task per batch.
+@shared_task(name=RUN_RULES, bind=True)
+def run_rules(self, message: list) -> int:
+    """The rules stage on one committed transaction's changes."""
+    from .rules import ChangeSet, run
+
+    return run(ChangeSet.from_message(message), self.app.dacs.pipeline.store)
+
+
+@shared_task(name=DELIVER, bind=True, ignore_result=True)
+def deliver_destination(self, url: str) -> None:
+    """Send one destination's queue; re-queue itself for the next retry that is due."""
+    from .delivery import Outbox, drain
+
+    delay = drain(Outbox.for_settings(self.app.dacs.settings), url)
+    if delay is not None:
+        self.apply_async(args=(url,), countdown=max(delay, 0.05))
+
+
+class Batcher:
+    """Sends ids to the broker as one task per batch.
 
     A C-STORE stream brings objects faster than a task message each is worth: ``apply_async``
     costs about 1.5 ms of CPU, half of what the SCP otherwise spends on an object, and a worker
@@ -119,7 +190,8 @@ class _Batcher:
     for the broker. Ids not yet sent when the process dies belong to items kept pending in the
     inbox, which ``dacs-fhir serve`` and ``dacs-fhir worker`` enqueue again when they start."""
 
-    def __init__(self, window: float = 0.25, limit: int = 16):
+    def __init__(self, send: Callable[[list[str]], object], window: float = 0.25, limit: int = 16):
+        self.send = send
         self.window, self.limit = window, limit
         self._ids: list[str] = []
         self._sending = 0
@@ -146,7 +218,7 @@ class _Batcher:
                 ids, self._ids = self._ids[: self.limit], self._ids[self.limit:]
                 self._sending += 1
             try:
-                process_inbox_items.apply_async(args=(ids,))
+                self.send(ids)
             except Exception:  # noqa: BLE001 - the items stay pending in the inbox, re-enqueued on start
                 log.exception("enqueueing %d inbox items failed; they stay pending", len(ids))
             finally:
@@ -160,49 +232,3 @@ class _Batcher:
         with self._cond:
             while (self._ids or self._sending) and (left := end - time.monotonic()) > 0:
                 self._cond.wait(left)
-
-
-_batcher = _Batcher()
-
-
-@worker_process_init.connect
-def _after_fork(**_kwargs) -> None:
-    """A prefork pool child must not share the parent's database connections (SQLAlchemy pooling docs)."""
-    if _pipeline is not None:
-        _pipeline.store.engine.dispose(close=False)
-
-
-def register_task_modules() -> None:
-    """Import the modules that define tasks so a worker knows every task name."""
-    from .delivery import pump  # noqa: F401  (dacs_fhir.deliver_destination)
-
-
-def _local_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _lock:
-        if _executor is None:
-            # one thread: objects of one study are merged in arrival order
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dacs-task")
-        return _executor
-
-
-def enqueue_processing(item_id: str, settings: Settings) -> Optional[Future]:
-    """Hand an inbox item to the task layer; returns a Future when run in-process."""
-    if settings.broker_url:
-        _batcher.add(item_id)
-        return None
-    return _local_executor().submit(process_inbox_item.apply, args=(item_id,))
-
-
-def flush_enqueued(timeout: float = 10.0) -> None:
-    """Hand the ids still waiting for a batch to the broker (listeners stopping)."""
-    _batcher.flush(timeout)
-
-
-def drain(timeout: float = 60.0) -> None:
-    """Wait for in-process tasks queued so far, and until queued ids are with the broker (tests,
-    import, shutdown)."""
-    _batcher.flush(timeout)
-    ex = _executor
-    if ex is not None:
-        ex.submit(lambda: None).result(timeout=timeout)

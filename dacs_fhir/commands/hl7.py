@@ -70,7 +70,9 @@ def _resend(args) -> int:
             failed += 1
             continue
         if settings.broker_url:
-            kick(settings, msg.destination, outbox)
+            from ..tasks import TaskLayer
+
+            kick(settings, msg.destination, outbox, TaskLayer(settings).schedule_delivery)
         print(f"{mid}\tqueued again for {msg.destination}")
     return 1 if failed else 0
 

@@ -19,9 +19,10 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..config import Settings
-    from ..pipeline import REJECTED, Pipeline
+    from ..composition import build_pipeline
+    from ..pipeline import REJECTED
 
-    pipeline = Pipeline(Settings.from_env())
+    pipeline = build_pipeline(Settings.from_env())
     files = list(_files(args.paths))
     counts: Counter = Counter()
     rejected: list[tuple[str, str]] = []

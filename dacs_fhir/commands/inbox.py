@@ -46,9 +46,10 @@ def show(args) -> int:
 
 def replay(args) -> int:
     from ..config import Settings
-    from ..pipeline import REJECTED, Pipeline
+    from ..composition import build_pipeline
+    from ..pipeline import REJECTED
 
-    pipeline = Pipeline(Settings.from_env())
+    pipeline = build_pipeline(Settings.from_env())
     ids = list(args.ids)
     if args.failed:
         ids += [item.id for item in pipeline.inbox.list(status="failed")]

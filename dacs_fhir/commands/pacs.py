@@ -32,12 +32,10 @@ def run(args) -> int:
     received: list = []
     scp = pipeline = handler = None
     if receiving:
-        from .. import tasks
+        from ..composition import build_pipeline
         from ..listeners.dicom_scp import StoreHandler, start_scp
-        from ..pipeline import Pipeline
 
-        pipeline = Pipeline(settings)
-        tasks.set_pipeline(pipeline)
+        pipeline = build_pipeline(settings)
 
         def on_stored(item):
             received.append(item.id)
@@ -70,9 +68,7 @@ def run(args) -> int:
     for line in summary.errors:
         print(f"  {line}")
     if receiving:
-        from .. import tasks
-
-        tasks.drain(timeout=3600)
+        pipeline.tasks.drain(timeout=3600)
         outcomes = Counter()
         for item_id in received:
             item = pipeline.inbox.get(item_id)

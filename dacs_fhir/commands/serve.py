@@ -12,12 +12,10 @@ class Services:
     """The listeners of one process, started and stopped together."""
 
     def __init__(self, settings, http=True, dicom=True, mllp=True):
-        from .. import tasks
-        from ..pipeline import Pipeline
+        from ..composition import build_pipeline
 
         self.settings = settings
-        self.pipeline = Pipeline(settings)
-        tasks.set_pipeline(self.pipeline)
+        self.pipeline = build_pipeline(settings)
         self.handles: dict[str, object] = {}
         self.enabled = {"http": http, "dicom": dicom, "mllp": mllp}
 
@@ -27,7 +25,7 @@ class Services:
             from ..app import create_app
             from ..listeners.http_server import start_http
 
-            app = create_app(s, store=self.pipeline.store, pipeline=self.pipeline)
+            app = create_app(self.pipeline)
             self.handles["http"] = start_http(app, *s.http)
             log.info("FHIR REST API on http://%s:%s/fhir", s.http[0], self.handles["http"].port)
         if self.enabled["dicom"]:
@@ -46,7 +44,7 @@ class Services:
         if s.destinations:
             from .. import delivery
 
-            delivery.resume(s)
+            delivery.resume(s, schedule=self.pipeline.tasks.schedule_delivery)
         return self
 
     def stop(self) -> None:
@@ -59,9 +57,7 @@ class Services:
             except Exception:
                 log.exception("stopping %s failed", name)
         self.handles.clear()
-        from .. import tasks
-
-        tasks.flush_enqueued()  # objects received last: to the broker now, not at the next start
+        self.pipeline.tasks.shutdown()  # objects received last: to the broker now, not at the next start
 
 
 def serve_forever(services: Services) -> int:

@@ -6,16 +6,14 @@ import sys
 
 
 def run(args) -> int:
-    from .. import tasks
+    from ..composition import build_pipeline
     from ..config import Settings
 
     settings = Settings.from_env()
     if not settings.broker_url:
         print("worker: DACS_BROKER_URL is not set (without a broker, tasks run inside 'serve')", file=sys.stderr)
         return 2
-    tasks.configure(settings, worker=True)
-    tasks.register_task_modules()
-    pipeline = tasks.current_pipeline()
+    pipeline = build_pipeline(settings, worker=True)
     pipeline.warm_up()  # before the pool forks: every pool process starts with it loaded
     recovered = pipeline.recover_pending()
     if recovered:
@@ -24,7 +22,7 @@ def run(args) -> int:
     argv = ["worker", f"--loglevel={args.loglevel}", f"--concurrency={concurrency}", "--pool", args.pool]
     if args.hostname:
         argv += ["--hostname", args.hostname]
-    tasks.celery_app.worker_main(argv)
+    pipeline.tasks.celery.worker_main(argv)
     return 0
 
 

@@ -9,7 +9,7 @@ acknowledged is exactly what was queued.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from .destinations import HL7_V2, DeliveryError, Destination, parse
 from .outbox import PARKED, PENDING, SENT, Outbox
@@ -30,21 +30,23 @@ def payload_for(dest: Destination, report, corrected: bool = False) -> bytes:
 
 
 def enqueue_report(settings, report, corrected: bool = False, key: Optional[str] = None,
-                   destinations: Optional[Iterable[str]] = None, outbox: Optional[Outbox] = None) -> dict[str, Optional[int]]:
-    """Queue ``report`` for every destination; ``key`` (e.g. report id + version) makes it idempotent."""
+                   destinations: Optional[Iterable[str]] = None, outbox: Optional[Outbox] = None,
+                   schedule: Optional[Callable[[str], None]] = None) -> dict[str, Optional[int]]:
+    """Queue ``report`` for every destination; ``key`` (e.g. report id + version) makes it idempotent;
+    ``schedule``: how a queue is sent from a worker (the task layer's, with a broker)."""
     outbox = outbox or Outbox.for_settings(settings)
     queued: dict[str, Optional[int]] = {}
     for url in destinations if destinations is not None else settings.destinations:
         dest = parse(url)
         queued[url] = outbox.enqueue(url, payload_for(dest, report, corrected), dest.content_type, key)
-        kick(settings, url, outbox)
+        kick(settings, url, outbox, schedule)
     return queued
 
 
-def resume(settings, outbox: Optional[Outbox] = None) -> list[str]:
+def resume(settings, outbox: Optional[Outbox] = None, schedule: Optional[Callable[[str], None]] = None) -> list[str]:
     """Start sending every queue that has pending messages (at startup, after a crash)."""
     outbox = outbox or Outbox.for_settings(settings)
     urls = sorted(set(settings.destinations) | set(outbox.destinations()))
     for url in urls:
-        kick(settings, url, outbox)
+        kick(settings, url, outbox, schedule)
     return urls

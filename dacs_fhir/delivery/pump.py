@@ -12,9 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
-from ..tasks import celery_app
 from .destinations import DeliveryError, parse, sender_for
 from .outbox import PARKED, Outbox, owner_id
 
@@ -67,22 +66,6 @@ def drain(outbox: Outbox, url: str, sender=None, max_messages: Optional[int] = N
         outbox.release(url, owner)
 
 
-# ---- Celery (with a broker)
-def _settings():
-    from .. import tasks
-    from ..config import Settings
-
-    return tasks._settings or Settings.from_env()
-
-
-@celery_app.task(name="dacs_fhir.deliver_destination", bind=True, ignore_result=True)
-def deliver_destination(self, url: str) -> None:
-    """Send one destination's queue; re-queue itself for the next retry that is due."""
-    delay = drain(Outbox.for_settings(_settings()), url)
-    if delay is not None:
-        self.apply_async(args=(url,), countdown=max(delay, 0.05))
-
-
 # ---- in-process (no broker)
 class LocalPump:
     """A daemon thread that drains one destination, woken by :meth:`kick` or by its retry time."""
@@ -118,10 +101,11 @@ _pumps: dict[tuple[str, str], LocalPump] = {}
 _pumps_lock = threading.Lock()
 
 
-def kick(settings, url: str, outbox: Optional[Outbox] = None) -> None:
-    """Make sure ``url``'s queue is being sent (Celery task with a broker, else a local thread)."""
-    if settings.broker_url:
-        deliver_destination.apply_async(args=(url,), queue=settings.queue)
+def kick(settings, url: str, outbox: Optional[Outbox] = None, schedule: Optional[Callable[[str], None]] = None) -> None:
+    """Make sure ``url``'s queue is being sent: by ``schedule(url)`` (the task layer's, with a broker),
+    else by a local thread."""
+    if settings.broker_url and schedule is not None:
+        schedule(url)
         return
     key = (str(settings.data_dir), url)
     with _pumps_lock:

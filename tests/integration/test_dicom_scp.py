@@ -305,7 +305,6 @@ def test_storescu_and_pynetdicom_to_fhir_observations(settings, corpus, tmp_path
     needs_pipeline()
     import requests
 
-    from dacs_fhir import tasks
     from dacs_fhir.commands.serve import Services
 
     settings.broker_url = None
@@ -326,7 +325,7 @@ def test_storescu_and_pynetdicom_to_fhir_observations(settings, corpus, tmp_path
             image.save_as(images[-1], enforce_file_format=True)
         by_pynetdicom = [corpus / "rdsr" / "rf-ge-oec-super-c-mobile.dcm"]
         assert send_files(port, by_pynetdicom + images) == [0x0000] * 4
-        tasks.drain()
+        services.pipeline.tasks.drain()
         base = f"http://127.0.0.1:{services.handles['http'].port}/fhir"
         for f in by_dcmtk + by_pynetdicom + images[:1]:
             study = pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID
@@ -507,14 +506,12 @@ def test_inbox_list_and_show_a_received_object(scp, settings, corpus, monkeypatc
 
 def test_corrupt_object_fails_with_reason_then_replay_after_fix_imports_once(settings, corpus, tmp_path, monkeypatch, capsys):
     needs_pipeline()
-    from dacs_fhir import tasks
+    from dacs_fhir.composition import build_pipeline
     from dacs_fhir.errors import MappingError
     from dacs_fhir.mappers import dicom as dicom_mapper
-    from dacs_fhir.pipeline import Pipeline
 
     settings.broker_url = None
-    pipeline = Pipeline(settings)
-    tasks.set_pipeline(pipeline)
+    pipeline = build_pipeline(settings)
     handle = start_scp(settings, pipeline.enqueue, inbox=pipeline.inbox)
     real_parse = dicom_mapper.parse
     try:
@@ -530,7 +527,7 @@ def test_corrupt_object_fails_with_reason_then_replay_after_fix_imports_once(set
 
         monkeypatch.setattr(dicom_mapper, "parse", broken)
         assert send_files(handle.port, [junk, good]) == [0x0000, 0x0000]
-        tasks.drain()
+        pipeline.tasks.drain()
         rc, out = _cli(monkeypatch, capsys, settings, "inbox", "list", "--status", "failed")
         rows = {line.split("\t")[0]: line.split("\t")[-1] for line in out.splitlines()}
         assert set(rows) == {f"dicom/{junk_uid}", f"dicom/{good_uid}"} and all(rows.values())

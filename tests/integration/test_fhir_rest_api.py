@@ -18,10 +18,10 @@ def start_api(settings):
     """Pipeline + app + waitress for ``settings``; returns a handle with ``base``, ``pipeline``, ``stop``."""
     from dacs_fhir.app import create_app
     from dacs_fhir.listeners.http_server import start_http
-    from dacs_fhir.pipeline import Pipeline
+    from dacs_fhir.composition import build_pipeline
 
-    pipeline = Pipeline(settings)
-    server = start_http(create_app(settings, pipeline=pipeline), "127.0.0.1", 0)
+    pipeline = build_pipeline(settings)
+    server = start_http(create_app(pipeline), "127.0.0.1", 0)
     return SimpleNamespace(base=f"{server.url}/fhir", pipeline=pipeline, server=server, stop=server.stop)
 
 

@@ -250,11 +250,11 @@ def test_fhir_destination_retries_5xx_and_parks_4xx(outbox, settings):
 
 @pytest.mark.skipif(not os.environ.get("DACS_BROKER_URL"), reason="needs DACS_BROKER_URL (a real Celery worker)")
 def test_delivery_through_a_real_celery_worker(settings, tmp_path):
-    from dacs_fhir import tasks
+    from dacs_fhir.tasks import TaskLayer
 
     settings.queue = f"dacs-test-{uuid.uuid4().hex[:8]}"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tasks.configure(settings)
+    schedule = TaskLayer(settings).schedule_delivery
     env = dict(os.environ, DACS_DATABASE_URL=settings.database_url, DACS_DATA_DIR=str(settings.data_dir),
                DACS_BROKER_URL=settings.broker_url, DACS_QUEUE=settings.queue)
     rx = Receiver()
@@ -264,7 +264,7 @@ def test_delivery_through_a_real_celery_worker(settings, tmp_path):
                               env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         for n in range(3):
-            enqueue_report(settings, report(n), key=f"w{n}", destinations=[url])
+            enqueue_report(settings, report(n), key=f"w{n}", destinations=[url], schedule=schedule)
         assert _wait(lambda: len(rx.messages) == 3, timeout=120), (tmp_path / "worker.log").read_text()[-2000:]
         time.sleep(0.5)
         assert [str(hl7.parse(m)["OBR.F18"]) for m in rx.messages] == ["A0", "A1", "A2"]  # once each, in order

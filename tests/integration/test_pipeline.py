@@ -13,19 +13,16 @@ import uuid
 
 import pytest
 
-from dacs_fhir.pipeline import DUPLICATE, IMPORTED, REJECTED, UPDATED, Pipeline
+from dacs_fhir.composition import build_pipeline
+from dacs_fhir.pipeline import DUPLICATE, IMPORTED, REJECTED, UPDATED
 
 SUMMARY = "http://loinc.org|73569-6"
 
 
 @pytest.fixture
 def pipeline(settings):
-    from dacs_fhir import tasks
-
     settings.broker_url = None  # processed synchronously in these tests
-    p = Pipeline(settings)
-    tasks.set_pipeline(p)
-    return p
+    return build_pipeline(settings)
 
 
 def summaries(pipeline, **params):
@@ -115,10 +112,7 @@ def test_real_celery_worker_processes_received_objects(settings, corpus, tmp_pat
     env = dict(os.environ, DACS_DATABASE_URL=settings.database_url, DACS_DATA_DIR=str(settings.data_dir),
                DACS_BROKER_URL=settings.broker_url, DACS_QUEUE=f"dacs-test-{uuid.uuid4().hex[:8]}")
     settings.queue = env["DACS_QUEUE"]
-    from dacs_fhir import tasks
-
-    p = Pipeline(settings)
-    tasks.set_pipeline(p)
+    p = build_pipeline(settings)
     worker = subprocess.Popen([sys.executable, "-m", "dacs_fhir", "worker", "--hostname", f"{env['DACS_QUEUE']}@localhost"],
                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "wb"))
     try:

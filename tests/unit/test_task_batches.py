@@ -21,10 +21,9 @@ class _Recorder:
             self.batches.append(list(args[0]))
 
 
-def test_ids_leave_in_batches_each_once_in_order(monkeypatch):
+def test_ids_leave_in_batches_each_once_in_order():
     sent = _Recorder()
-    monkeypatch.setattr(tasks, "process_inbox_items", sent)
-    batcher = tasks._Batcher(window=0.2, limit=4)
+    batcher = tasks.Batcher(lambda ids: sent.apply_async(args=(ids,)), window=0.2, limit=4)
     ids = [f"dicom/{i}" for i in range(10)]
     for item_id in ids:
         batcher.add(item_id)
@@ -37,10 +36,9 @@ def test_ids_leave_in_batches_each_once_in_order(monkeypatch):
     assert sent.batches[-1] == ["dicom/late"] and time.monotonic() - t < 1
 
 
-def test_a_batch_the_broker_refuses_is_logged_and_the_next_still_goes(monkeypatch, caplog):
+def test_a_batch_the_broker_refuses_is_logged_and_the_next_still_goes(caplog):
     sent = _Recorder(fail_first=True)
-    monkeypatch.setattr(tasks, "process_inbox_items", sent)
-    batcher = tasks._Batcher(window=0.01, limit=2)
+    batcher = tasks.Batcher(lambda ids: sent.apply_async(args=(ids,)), window=0.01, limit=2)
     batcher.add("dicom/a")
     batcher.add("dicom/b")
     batcher.flush(5)

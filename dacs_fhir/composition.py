@@ -1,0 +1,27 @@
+"""The composition root: builds a deployment's parts from its settings and injects what each needs
+(docs/architecture.md). Commands, servers, workers and tests build their pipeline here; no module
+keeps a running pipeline, store or settings of its own."""
+from __future__ import annotations
+
+from typing import Optional
+
+from .config import Settings
+from .inbox import Inbox
+from .pipeline import Pipeline
+from .tasks import TaskLayer
+
+
+def build_pipeline(settings: Optional[Settings] = None, store=None, worker: bool = False) -> Pipeline:
+    """Store (migrated), raw inbox, task layer and the pipeline over them. ``worker``: for a
+    ``dacs-fhir worker`` process (its store lets PostgreSQL reuse generic plans, see Store)."""
+    from .store import Store
+
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if store is None:
+        store = Store(settings.database_url, generic_plans=worker)
+        store.upgrade()
+    tasks = TaskLayer(settings, worker=worker)
+    pipeline = Pipeline(settings, store, Inbox(settings.inbox_dir), tasks)
+    tasks.bind(pipeline)
+    return pipeline
