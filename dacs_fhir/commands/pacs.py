@@ -73,7 +73,8 @@ def run(args) -> int:
         from .. import tasks
 
         tasks.drain(timeout=3600)
-        outcomes = Counter()
+        outcomes: Counter[str] = Counter()
+        assert pipeline is not None  # built above whenever this command receives
         for item_id in received:
             item = pipeline.inbox.get(item_id)
             outcomes[item.meta.get("outcome", item.status) if item.status != "failed" else "rejected"] += 1
