@@ -82,8 +82,8 @@ def _plane_totals(events: list[IrradiationEvent]) -> list[Measurement]:
             continue
         for part, label, code_part in ((fluoro, "Fluoro", part_codes[1]), (acquisition, "Acquisition", part_codes[2])):
             value = _summed(part, code) if part else Quantity(0.0, total.unit)
-            if value is not None:  # always: every event carries the value, so every part sums
-                items.append(Measurement(_concept(code_part, f"{label} {meaning}"), value))
+            assert value is not None  # every event carries ``code`` (there is a total), so every part sums
+            items.append(Measurement(_concept(code_part, f"{label} {meaning}"), value))
     if fluoro:
         time = _summed(fluoro, c.IRRADIATION_DURATION) or _summed(fluoro, c.EXPOSURE_TIME_PROJECTION)
         if time is not None:
