@@ -26,6 +26,7 @@ from .domain import (
     IrradiationEvent,
     Measurement,
     Quantity,
+    RadiopharmaceuticalAdministration,
 )
 
 SINGLE_PLANE = Concept("DCM", c.SINGLE_PLANE, "Single Plane")
@@ -45,8 +46,8 @@ def _exact_sum(values: Iterable[float]) -> float:
 
 def _summed(events: list[IrradiationEvent], code: str) -> Optional[Quantity]:
     """The sum of one event quantity, or None unless every event carries it (never a partial total)."""
-    found = [e.get(code) for e in events]
-    if not found or any(q is None for q in found):
+    found = [q for e in events if (q := e.get(code)) is not None]
+    if not found or len(found) != len(events):
         return None
     return Quantity(_exact_sum(q.value for q in found), found[0].unit)
 
@@ -81,6 +82,7 @@ def _plane_totals(events: list[IrradiationEvent]) -> list[Measurement]:
             continue
         for part, label, code_part in ((fluoro, "Fluoro", part_codes[1]), (acquisition, "Acquisition", part_codes[2])):
             value = _summed(part, code) if part else Quantity(0.0, total.unit)
+            assert value is not None  # every event carries ``code`` (there is a total), so every part sums
             items.append(Measurement(_concept(code_part, f"{label} {meaning}"), value))
     if fluoro:
         time = _summed(fluoro, c.IRRADIATION_DURATION) or _summed(fluoro, c.EXPOSURE_TIME_PROJECTION)
@@ -226,7 +228,7 @@ def _merge(key: tuple[str, str, str], reports: list[DoseReport]) -> DoseReport:
     all_uids = frozenset(e.uid for e in events)
     superset = next((r for r in base if _event_uids(r) == all_uids and r.accumulated), None)
     primary = superset or base[0]
-    extra = ()
+    extra: tuple[Measurement, ...] = ()
     if images_only:
         extra = _report_level_max(base)
         accumulated = totals_from_events(primary.kind, events, extra)
@@ -269,8 +271,8 @@ def _union_events(reports: list[DoseReport]) -> tuple[IrradiationEvent, ...]:
     return tuple(sorted(seen.values(), key=lambda e: (e.started is None, _naive(e.started))))
 
 
-def _union_administrations(reports: list[DoseReport]):
-    seen = {}
+def _union_administrations(reports: list[DoseReport]) -> tuple[RadiopharmaceuticalAdministration, ...]:
+    seen: dict[object, RadiopharmaceuticalAdministration] = {}
     for r in reports:
         for a in r.administrations:
             seen.setdefault(a.uid or (a.agent, a.radionuclide, _naive(a.started), a.activity), a)
@@ -298,13 +300,13 @@ def _summed_containers(reports: list[DoseReport]) -> tuple[AccumulatedDose, ...]
         for a in r.accumulated:
             planes.setdefault(a.plane, []).append(a)
     out = []
-    for plane, containers in planes.items():
+    for containers in planes.values():
         sums: dict[tuple, list[Measurement]] = {}
         for a in containers:
             for m in a.measurements:
                 sums.setdefault((m.concept.key, m.qualifier.key if m.qualifier else None), []).append(m)
         items = []
-        for (concept_key, qualifier), ms in sums.items():
+        for (_concept_key, qualifier), ms in sums.items():
             if qualifier is None and len(ms) != len(containers):
                 continue
             units = {m.quantity.unit for m in ms}
@@ -329,7 +331,7 @@ def _report_level_max(reports: list[DoseReport]) -> tuple[Measurement, ...]:
 
 def _fill(primary, others):
     """``primary`` with its empty fields taken from the first of ``others`` that has them."""
-    if not is_dataclass(primary):
+    if not is_dataclass(primary) or isinstance(primary, type):
         return primary
     changes = {}
     for f in fields(primary):

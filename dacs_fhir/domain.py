@@ -285,8 +285,7 @@ class DoseReport(Measured):
 
     def total(self, code: str, scheme: str = "DCM", qualifier: Optional[str] = None) -> Optional[Quantity]:
         """A study total: summed over accumulated containers (planes), else report-level items."""
-        found = [a.get(code, scheme, qualifier) for a in self.accumulated]
-        found = [q for q in found if q is not None]
+        found = [q for a in self.accumulated if (q := a.get(code, scheme, qualifier)) is not None]
         if not found:
             return self.get(code, scheme, qualifier)
         return Quantity(_exact_sum(q.value for q in found), found[0].unit)

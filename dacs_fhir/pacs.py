@@ -91,7 +91,7 @@ def is_dose_series(ds: Dataset, modalities: Iterable[str] = DOSE_SERIES_MODALITI
     )
 
 
-def _check_final(status: Dataset, what: str) -> None:
+def _check_final(status: Optional[Dataset], what: str) -> None:
     if status is None or "Status" not in status:
         raise PacsError(f"{what}: no response from the PACS (timeout or aborted association)")
     if status.Status not in (0x0000, 0xB000) and status.Status not in PENDING:
@@ -247,7 +247,11 @@ def pull(client: PacsClient, since: date, until: Optional[date] = None, modaliti
     summary.series = len(series)
     if progress:
         progress("series", len(series))
-    step = (lambda s: progress("retrieved", 1)) if progress else (lambda s: None)
+
+    def step(s: Series) -> None:
+        if progress:
+            progress("retrieved", 1)
+
     if method == "get":
         if store_handler is None:
             raise ValueError("C-GET needs a store handler")

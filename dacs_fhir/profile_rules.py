@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Optional
 
+_DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$")
 PRIMITIVE_CHECKS: dict[str, Callable[[object], bool]] = {
     "string": lambda v: isinstance(v, str) and v != "",
     "code": lambda v: isinstance(v, str) and v.strip() != "",
@@ -23,7 +24,6 @@ PRIMITIVE_CHECKS: dict[str, Callable[[object], bool]] = {
     "boolean": lambda v: isinstance(v, bool),
     "dateTime": lambda v: isinstance(v, str) and _DATETIME.match(v) is not None,
 }
-_DATETIME = re.compile(r"^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$")
 _TARGETS = {"modality-device": "Device", "radiation-dose-summary": "Observation", "irradiation-event": "Observation",
             "dose-summary": "Observation"}
 
@@ -153,7 +153,7 @@ def _index_slices(node: Node) -> None:
     if not node.slices or len(node.slicing) != 1 or node.slicing[0][0] not in ("pattern", "value"):
         return
     path = node.slicing[0][1]
-    index = {}
+    index: dict[object, str] = {}
     for name, snode in node.slices.items():
         constraint = constraint_at(snode, path)
         keys = slice_keys(constraint)
@@ -187,9 +187,10 @@ def _fast_form(snode: Node, path: str) -> Optional[tuple]:
 def constraint_at(node: Node, path: str):
     """The fixed or pattern value a slice sets at a discriminator path, or None."""
     for step in path.split("."):
-        node = node.children.get(step)
-        if node is None:
+        child = node.children.get(step)
+        if child is None:
             return None
+        node = child
     return node.fixed if node.fixed is not None else node.pattern
 
 

@@ -15,7 +15,7 @@ from typing import Iterable, Optional
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 XRAY_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
 RP_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.68"
@@ -444,7 +444,7 @@ def encode(ds: Dataset, transfer_syntax: str = ExplicitVRLittleEndian) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = transfer_syntax
+    meta.TransferSyntaxUID = UID(transfer_syntax)
     ds.file_meta = meta
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)

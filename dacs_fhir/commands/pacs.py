@@ -68,8 +68,9 @@ def run(args) -> int:
     for line in summary.errors:
         print(f"  {line}")
     if receiving:
+        assert pipeline is not None  # built above whenever this command receives
         pipeline.tasks.drain(timeout=3600)
-        outcomes = Counter()
+        outcomes: Counter[str] = Counter()
         for item_id in received:
             item = pipeline.inbox.get(item_id)
             outcomes[item.meta.get("outcome", item.status) if item.status != "failed" else "rejected"] += 1

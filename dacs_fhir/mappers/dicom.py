@@ -49,7 +49,7 @@ def read_dataset(source: Source) -> Dataset:
         except Exception as exc:
             raise CorruptObject(f"not a DICOM object ({type(exc).__name__})") from None
         if "SOPClassUID" not in ds:
-            raise CorruptObject("not a DICOM object (no SOP Class UID)")
+            raise CorruptObject("not a DICOM object (no SOP Class UID)") from None
         return ds
     except FileNotFoundError:
         raise

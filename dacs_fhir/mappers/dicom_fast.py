@@ -21,7 +21,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset
 from pydicom.filereader import _read_file_meta_info, read_preamble
 from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian, UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 _TAG_LEN = Struct("<HHL")  # group, element, 32-bit length (implicit VR; item and delimiter headers)
 _TAG_VR = Struct("<HH2s")

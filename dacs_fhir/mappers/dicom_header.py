@@ -10,16 +10,17 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Optional
 
-from pydicom.dataelem import RawDataElement
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from ..domain import Device, Patient, PersonName, Quantity, Study
 from ..units import UnitError, normalise
 
 # string VRs whose value pydicom gives as str (or a list of str) with no number conversion
 _ASCII_TEXT_VRS = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI"))
-_TAGS: dict[str, Optional[int]] = {}
+_TAGS: dict[str, Optional[BaseTag]] = {}
 
 
 def _dictionary_vr(tag: int) -> str:
@@ -44,11 +45,12 @@ def text(ds: Dataset, keyword: str) -> str:
     attributes are read some forty times per object."""
     tag = _TAGS.get(keyword)
     if tag is None:
-        tag = _TAGS[keyword] = tag_for_keyword(keyword)
+        found = tag_for_keyword(keyword)
+        tag = _TAGS[keyword] = BaseTag(found) if found is not None else None
     elem = ds._dict.get(tag) if tag is not None else None
     if elem is not None and type(elem) is RawDataElement:
         raw = elem.value
-        vr = elem.VR or _dictionary_vr(tag)
+        vr = elem.VR or _dictionary_vr(elem.tag)
         if vr in _ASCII_TEXT_VRS and raw is not None and raw.isascii() and b"\x1b" not in raw:
             if not raw:
                 return ""

@@ -19,7 +19,6 @@ from .. import codes as c
 from ..domain import DoseReport
 from ..errors import MappingError
 from .fhir_datatypes import (
-    identifier_criterion,
     COUNTS,
     DATA_ABSENT_UNKNOWN,
     EXT_TARGET_SITE,
@@ -38,6 +37,7 @@ from .fhir_datatypes import (
     fhir_datetime,
     full_url,
     human_name,
+    identifier_criterion,
     number,
     quantity,
 )
@@ -53,7 +53,16 @@ from .fhir_observations import (
     procedure_reported,
     summary_key,
 )
-from .fhir_participants import GENDER, MODALITY_BY_KIND, MODALITY_NAMES, device, imaging_study, patient, practitioners, service_request
+from .fhir_participants import (
+    GENDER,
+    MODALITY_BY_KIND,
+    MODALITY_NAMES,
+    device,
+    imaging_study,
+    patient,
+    practitioners,
+    service_request,
+)
 
 __all__ = [
     "to_bundle", "c",

@@ -74,7 +74,7 @@ def id_type(system: str, code: str, display: str) -> dict:
 
 def uid_identifier(uid: str, type_code: str = "", display: str = "") -> dict:
     """A DICOM UID as an ``urn:oid`` Identifier, typed by the RDS IG dicom-identifier-type when given."""
-    ident = {"system": c.SYS_DICOM_UID, "value": f"urn:oid:{uid}"}
+    ident: dict = {"system": c.SYS_DICOM_UID, "value": f"urn:oid:{uid}"}
     if type_code:
         ident = {"type": id_type(SYS_ID_TYPE, type_code, display), **ident}
     return ident
@@ -160,7 +160,7 @@ def number(value: float) -> str:
 
 def component(code: dict, measurement: Optional[Measurement] = None, **value) -> dict:
     """Observation.component of a measurement: valueInteger for counts, else valueQuantity; qualifier as target site."""
-    comp = {"code": code}
+    comp: dict = {"code": code}
     if measurement is not None:
         q = measurement.quantity
         if measurement.concept.code in COUNTS and float(q.value).is_integer():

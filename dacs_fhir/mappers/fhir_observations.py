@@ -6,11 +6,21 @@ components; the events carry TID 10013 / TID 10003 values. DICOM codes, UCUM uni
 """
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from typing import Optional
 
 from .. import codes as c
-from ..domain import CT, PROJECTION, RADIOPHARMACEUTICAL, SOURCE_IMAGE, Concept, DoseReport, IrradiationEvent, Measurement
+from ..domain import (
+    CT,
+    PROJECTION,
+    RADIOPHARMACEUTICAL,
+    SOURCE_IMAGE,
+    Concept,
+    DoseReport,
+    IrradiationEvent,
+    Measurement,
+)
 from .fhir_datatypes import (
     COUNTS,
     DATA_ABSENT_UNKNOWN,
@@ -73,7 +83,7 @@ def summary_key(r: DoseReport) -> str:
 def _summary_components(r: DoseReport) -> tuple[list[dict], list[str]]:
     """Components (RDS IG component value set, DICOM codes, UCUM units) and the phrases of the summary text."""
     proc = procedure_reported(r)
-    comps = [{"code": dcm(c.PROCEDURE_REPORTED, "Procedure reported"), "valueCodeableConcept": concept(proc)}]
+    comps: list[dict] = [{"code": dcm(c.PROCEDURE_REPORTED, "Procedure reported"), "valueCodeableConcept": concept(proc)}]
     text = [f"{proc.meaning or r.kind} performed"]
     for code, meaning in SUMMARY_TOTALS.get(r.kind, ()):
         q = r.total(code)
@@ -125,8 +135,8 @@ def _administration(adm) -> list[dict]:
 
 def _effective(r: DoseReport) -> Optional[str]:
     """113809 Start of X-Ray Irradiation (RDS IG), for radiopharmaceuticals 123003 Start DateTime, else the study's."""
-    starts = [a.started for a in r.administrations if a.started] if r.kind == RADIOPHARMACEUTICAL else []
-    starts += [r.started, r.study.started, *[e.started for e in r.events if e.started]]
+    starts: list[Optional[datetime]] = [a.started for a in r.administrations] if r.kind == RADIOPHARMACEUTICAL else []
+    starts += [r.started, r.study.started, *[e.started for e in r.events]]
     return fhir_datetime(next((s for s in starts if s), None))
 
 
@@ -180,7 +190,8 @@ def irradiation_event(r: DoseReport, e: IrradiationEvent, patient: dict, study: 
 
 
 def _event_components(e: IrradiationEvent) -> list[dict]:
-    comps, seen = [], set()
+    comps: list[dict] = []
+    seen: set = set()
 
     def coded(code: str, meaning: str, value: Optional[Concept], scheme: str = "DCM") -> None:
         if value is not None:

@@ -8,6 +8,7 @@ applied (they end up in ``DoseReport.quirks``).
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 from typing import Optional
 
 from pydicom.dataset import Dataset
@@ -76,7 +77,7 @@ def lenient_text(ds: Dataset, keyword: str) -> str:
 def decimals(ds: Dataset, keyword: str) -> list:
     """Every value of a multi-valued number attribute ('\\' or ',' separated), None where malformed."""
     text_value = lenient_text(ds, keyword)
-    out = []
+    out: list[Optional[Decimal]] = []
     for part in text_value.replace(",", "\\").split("\\"):
         try:
             out.append(parse_decimal(part))

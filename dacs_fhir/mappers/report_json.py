@@ -38,8 +38,8 @@ def load(data: dict) -> DoseReport:
 _REQUIRED = object()
 
 
-def _dump_dataclass(obj) -> dict:
-    return _encoder(type(obj))(obj)
+def _dump_dataclass(obj: DoseReport) -> dict:
+    return _encoder(DoseReport)(obj)
 
 
 def _load_dataclass(cls: type, data: dict):
@@ -87,7 +87,7 @@ def _encoder(hint) -> Callable[[Any], Any]:
             item = _encoder(args[0])
             return lambda v: None if v is None else [item(x) for x in v]
         items = tuple(_encoder(a) for a in args)
-        return lambda v: None if v is None else [f(x) for f, x in zip(items, v)]
+        return lambda v: None if v is None else [f(x) for f, x in zip(items, v, strict=True)]
     return _same
 
 
@@ -138,7 +138,7 @@ def _decoder(hint) -> Callable[[Any], Any]:
             item = _decoder(args[0])
             return lambda v: None if v is None else tuple(item(x) for x in v)
         items = tuple(_decoder(a) for a in args)
-        return lambda v: None if v is None else tuple(f(x) for f, x in zip(items, v))
+        return lambda v: None if v is None else tuple(f(x) for f, x in zip(items, v, strict=True))
     return lambda v: v
 
 

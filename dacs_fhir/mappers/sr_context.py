@@ -13,7 +13,7 @@ from typing import Optional
 from pydicom.dataset import Dataset
 
 from .. import codes as C
-from ..domain import Concept, Device, Patient, Person, Study
+from ..domain import Concept, Device, Patient, Person, PersonName, Study
 from ..units import UnitError, convert
 from . import quirks as Q
 from .dicom_header import device_from, parse_datetime, patient_from, person_name, study_from
@@ -57,7 +57,8 @@ def header_items(root: Node, ctx: Context) -> Head:
     """Procedure reported, intent, irradiation times, scope, sources, observers, persons (root level)."""
     head = Head()
     sources = []
-    observer_person = {}
+    observer_name, observer_org = PersonName(), ""  # TID 1003 Person Observer
+    observer_role: Optional[Concept] = None
     for n in root.children:
         if n.scheme == "DCM":
             c = n.code
@@ -84,11 +85,11 @@ def header_items(root: Node, ctx: Context) -> Head:
             elif c == C.PERSON_NAME:
                 head.persons.append(person_of(n, ctx))
             elif c == PERSON_OBSERVER_NAME:  # TID 1003 Person Observer
-                observer_person["name"] = person_name(ctx.text(n))
+                observer_name = person_name(ctx.text(n))
             elif c == PERSON_OBSERVER_ORG:
-                observer_person["organization"] = ctx.text(n)
+                observer_org = ctx.text(n)
             elif c == PERSON_OBSERVER_ROLE:
-                observer_person["role"] = ctx.code(n)
+                observer_role = ctx.code(n)
             elif c == ACQUISITION_DEVICE_TYPE:
                 head.device_type = ctx.code(n)
         elif n.is_snomed(ASSOCIATED_PROCEDURE):  # TID 10021: the study's procedure, kept on Study
@@ -96,8 +97,8 @@ def header_items(root: Node, ctx: Context) -> Head:
             intent = n.find_snomed(C.HAS_INTENT)
             head.intent = intent.coded if intent else head.intent
     head.sources = tuple(s for s in sources if s is not None)
-    if observer_person.get("name"):
-        head.persons.append(Person(observer_person["name"], observer_person.get("role"), "", observer_person.get("organization", "")))
+    if observer_name:
+        head.persons.append(Person(observer_name, observer_role, "", observer_org))
     return head
 
 

@@ -9,8 +9,7 @@ irradiation event) is parsed once per document.
 """
 from __future__ import annotations
 
-from struct import Struct
-from struct import error as StructError
+from struct import Struct, error as StructError
 from typing import Optional, Union
 
 # Sequences of an SR content tree (PS3.6): in implicit VR the raw bytes do not say which elements are

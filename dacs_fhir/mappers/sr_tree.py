@@ -20,6 +20,7 @@ from typing import Iterator, Optional
 from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.valuerep import PN_DELIMS, TEXT_VR_DELIMS
 
 from ..domain import Concept
@@ -296,6 +297,9 @@ def _children(d: dict, tree: Tree) -> list[Node]:
     return nodes
 
 
+_TOP_TAGS = tuple(BaseTag(t) for t in (T_CONCEPT_NAME, T_CONTENT, T_TEMPLATE, T_VALUE_TYPE))  # the dataset's keys
+
+
 def read_tree(ds: Dataset) -> Node:
     """The document root (the dataset itself) with its whole content tree.
 
@@ -303,8 +307,7 @@ def read_tree(ds: Dataset) -> Node:
     """
     tree = Tree(ds)
     parsed = parsed_sequences(ds)  # the Content Sequence, when parsed while the object was read
-    top = {tag: ds._dict[tag] for tag in (T_CONCEPT_NAME, T_CONTENT, T_TEMPLATE, T_VALUE_TYPE)
-           if tag in ds._dict and tag not in parsed}
+    top = {tag: ds._dict[tag] for tag in _TOP_TAGS if tag in ds._dict and tag not in parsed}
     root = _as_dict(_Top(top))
     if T_CONTENT in parsed and T_CONTENT in ds._dict:
         root[T_CONTENT] = parsed[T_CONTENT]

@@ -184,7 +184,7 @@ def _date_ranges(rtype: str, params: list[tuple[str, str]]):
     conditions = []
     table = INDEX_TABLES["date"]
     for name, values in groups.items():
-        p = searchparams.param(rtype, name)
+        p = searchparams.known(rtype, name)
         where = (table.c.rtype == rtype, _param_is(table, p))
         rows = _date_rows(table, select(table.c.res_pk).where(*where), values)
         ordered = _date_rows(table, select(table.c.res_pk, table.c.low, table.c.high).where(*where), values) if p.single else None
@@ -323,8 +323,11 @@ def _quantity_condition(value_col, system_col, code_col, value: str) -> ColumnEl
     try:
         number = Decimal(number_text)
     except InvalidOperation:
-        raise errors.InvalidSearch(f"invalid quantity {value!r} (expected [prefix]number[|system|code])") from None
-    half = Decimal(1).scaleb(number.as_tuple().exponent) / 2  # implicit precision (search.html#number)
+        number = Decimal("NaN")
+    exponent = number.as_tuple().exponent  # a letter for NaN and Infinity
+    if not isinstance(exponent, int):
+        raise errors.InvalidSearch(f"invalid quantity {value!r} (expected [prefix]number[|system|code])")
+    half = Decimal(1).scaleb(exponent) / 2  # implicit precision (search.html#number)
     low, high = number - half, number + half
     if code:
         factor, code = canonical(Decimal(1), system, code)
@@ -358,12 +361,13 @@ def _reference_condition(p, c, modifier: str, value: str) -> ColumnElement:
 
 def sort_key(rtype: str, pname: str, descending: bool):
     """An ORDER BY expression for ``_sort`` on one parameter (lowest value first, highest for ``-``)."""
+    col: ColumnElement
     if pname == "_id":
         col = R.c.rid
     elif pname == "_lastUpdated":
         col = R.c.last_updated
     else:
-        p = searchparams.param(rtype, pname)
+        p = searchparams.known(rtype, pname)  # _sort names are checked by the query's parser
         table = INDEX_TABLES[p.table_kind]
         column = {"token": "code", "string": "norm", "date": "high" if descending else "low",
                   "reference": "target_id", "quantity": "value", "uri": "uri", "composite": "value"}[p.table_kind]

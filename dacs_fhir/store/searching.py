@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from sqlalchemy import and_, func, select, union_all
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 
 from . import searchparams, validation
 from .models import idx_reference as REF, resource as R
@@ -32,7 +32,7 @@ def run_search(conn: Connection, rtype: str, params: list[tuple[str, str]], coun
     if q.summary == "count":
         return SearchResult(_count(conn, q), warnings=q.warnings)
     if not count:
-        rows = []
+        rows: Sequence[Row] = []
     elif not q.sort and q.date_rows is not None:
         # one date range: the first rows in (low, high, res_pk) order, the order of the date index, so
         # the database reads one page of index entries instead of sorting every match

@@ -114,6 +114,14 @@ def param(rtype: str, name: str) -> Optional[SearchParam]:
     return PARAMS.get(rtype, {}).get(name) or COMMON.get(name)
 
 
+def known(rtype: str, name: str) -> SearchParam:
+    """The definition of a parameter the query has already found on ``rtype``."""
+    p = param(rtype, name)
+    if p is None:
+        raise KeyError(f"{name!r} is not a search parameter of {rtype}")
+    return p
+
+
 def params_of(rtype: str) -> dict[str, SearchParam]:
     return {**COMMON, **PARAMS.get(rtype, {})}
 
@@ -319,7 +327,7 @@ def _at(node, steps) -> list:
                 value = n.get(name)
                 if value is None:
                     continue
-                values = (value,)
+                values = [value]
             for v in values:
                 if isinstance(v, list):
                     found.extend(v)

@@ -61,7 +61,7 @@ def _code_rules(cls) -> tuple[tuple[str, str, frozenset], ...]:
     return tuple(rules)
 
 
-def _check_codes(model, path: str) -> None:
+def _check_codes(model: BaseModel, path: str) -> None:
     """Codes of required bindings (e.g. Patient.gender, HumanName.use) must be in their value set."""
     for name, alias, allowed in _code_rules(type(model)):
         value = model.__dict__.get(name)

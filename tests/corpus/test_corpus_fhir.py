@@ -1,7 +1,6 @@
 """Every corpus dose object -> FHIR Bundle: every resource parses in the R4B models and passes its profiles."""
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -9,7 +8,9 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
+from dacs_fhir import aggregate
 from dacs_fhir.mappers import fhir
+from dacs_fhir.mappers.dicom import parse as parse_dicom
 from dacs_fhir.profiles import validate_bundle
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
@@ -21,13 +22,6 @@ pytestmark = pytest.mark.corpus
 def parse():
     if not (CORPUS / "MANIFEST.md").is_file():
         pytest.skip(f"vendor corpus not found at {CORPUS}")
-    for name in ("dacs_fhir.mappers.dicom_sr", "dacs_fhir.mappers.dicom_image"):
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            pytest.skip(f"parser {name} not available: {exc}")
-    from dacs_fhir.mappers.dicom import parse as parse_dicom
-
     return parse_dicom
 
 
@@ -58,7 +52,6 @@ def test_corpus_file_maps_to_valid_profiled_bundle(parse, path):
 
 
 def test_cumulative_reports_of_one_study_map_to_one_valid_summary(parse):
-    aggregate = pytest.importorskip("dacs_fhir.aggregate")
     paths = sorted(CORPUS.glob("rdsr/ct-siemens-somatom-confidence-cumulative-*.dcm"))
     if len(paths) != 3:
         pytest.skip("cumulative Siemens series not in the corpus")

@@ -3,7 +3,6 @@ status codes (0xA700 when the inbox cannot write), calling-AE allow-list, DICOM 
 path to FHIR through the pipeline (including a server killed in the middle of a stream)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -280,12 +279,6 @@ def test_tls_and_mutual_tls(settings, pki, corpus):
 
 # ---- through the pipeline to FHIR --------------------------------------------------------------
 
-def needs_pipeline():
-    for module in ("dacs_fhir.mappers.fhir", "dacs_fhir.mappers.dicom_sr", "dacs_fhir.aggregate"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"{module} not available yet")
-
-
 def fresh_copies(src: Path, n: int, folder: Path) -> list[Path]:
     """``n`` copies of ``src``, each its own study (fresh study, series, SOP instance and event UIDs)."""
     from dacs_fhir.samples import renew_uids
@@ -302,7 +295,6 @@ def fresh_copies(src: Path, n: int, folder: Path) -> list[Path]:
 
 
 def test_storescu_and_pynetdicom_to_fhir_observations(settings, corpus, tmp_path):
-    needs_pipeline()
     import requests
 
     from dacs_fhir.commands.serve import Services
@@ -423,7 +415,6 @@ def _study_counts(settings) -> tuple[Counter, Counter]:
 @pytest.mark.timeout(900)
 def test_killed_mid_stream_every_acknowledged_object_stored_once(settings, corpus, tmp_path):
     """500 objects; the process that runs the tasks is killed half-way; after restart each acknowledged object is stored once."""
-    needs_pipeline()
     # an angiography RDSR with 8 events, read quickly by the sender: mapping it takes longer than
     # receiving it, so work is left undone at the kill
     files = fresh_copies(corpus / "rdsr" / "xa-siemens-axiom-artis-zee.dcm", 500, tmp_path / "stream")
@@ -505,7 +496,6 @@ def test_inbox_list_and_show_a_received_object(scp, settings, corpus, monkeypatc
 
 
 def test_corrupt_object_fails_with_reason_then_replay_after_fix_imports_once(settings, corpus, tmp_path, monkeypatch, capsys):
-    needs_pipeline()
     from dacs_fhir.composition import build_pipeline
     from dacs_fhir.errors import MappingError
     from dacs_fhir.mappers import dicom as dicom_mapper

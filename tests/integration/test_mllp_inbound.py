@@ -5,13 +5,13 @@ import hl7
 import pytest
 from hl7.client import MLLPClient
 
+from dacs_fhir import store as store_mod
 from dacs_fhir.hl7v2 import decode
 from dacs_fhir.hl7v2.receiver import Receiver
 from dacs_fhir.inbox import DONE, FAILED, Inbox
 from dacs_fhir.listeners.mllp import start_mllp
 
 pytestmark = pytest.mark.integration
-store_mod = pytest.importorskip("dacs_fhir.store", reason="store package not present")
 
 EXPECTED_ACK = {
     "adt-a01-fhirconverter-01.hl7": "AA",
