@@ -1,4 +1,4 @@
-"""Profile validation: resources checked against the StructureDefinitions in ``profiles/``.
+"""Profile validation: resources checked against the StructureDefinitions shipped in ``dacs_fhir/data/profiles``.
 
 The differentials are compiled once (:mod:`.profile_rules`) into a tree of element rules
 (cardinality, fixed / pattern values, choice types, reference targets, required bindings to the
@@ -12,14 +12,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Callable, Iterable, Optional
 
 from .profile_rules import PRIMITIVE_CHECKS, Node, Profile, compile_profiles, constraint_at, matches, slice_keys, type_code, values_at
 
-__all__ = ["PROFILE_DIR", "Issue", "Node", "Profile", "Registry", "registry", "validate", "validate_bundle"]
+__all__ = ["PROFILE_DIR", "Issue", "Node", "Profile", "ProfilesMissing", "Registry", "registry", "validate",
+           "validate_bundle"]
 
-PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
+# package data (the repository's top-level ``profiles/`` is a link to it), read through importlib.resources
+# so that an installed wheel finds it as well as a checkout
+PROFILE_DIR: Traversable = files("dacs_fhir") / "data" / "profiles"
+
+
+class ProfilesMissing(RuntimeError):
+    """No StructureDefinition could be loaded: validating would pass everything, so it is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +48,7 @@ class Issue:
 
 @lru_cache(maxsize=1)
 def registry() -> "Registry":
-    """Profiles and value sets shipped in ``profiles/`` (loaded once per process)."""
+    """Profiles and value sets shipped in the package (loaded once per process); ProfilesMissing when none."""
     return Registry.load(PROFILE_DIR)
 
 
@@ -53,16 +61,21 @@ class Registry:
         self.profiles: dict[str, Profile] = compile_profiles(definitions)
 
     @classmethod
-    def load(cls, folder: Path) -> "Registry":
+    def load(cls, folder: Traversable) -> "Registry":
+        """The ``*.json`` StructureDefinitions and ValueSets of ``folder`` (a Path or package resource)."""
         definitions, valuesets = {}, {}
-        for path in sorted(folder.glob("*.json")):
-            doc = json.loads(path.read_text(encoding="utf-8"))
+        names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".json")) if folder.is_dir() else []
+        for name in names:
+            doc = json.loads((folder / name).read_text(encoding="utf-8"))
             if doc.get("resourceType") == "StructureDefinition":
                 definitions[doc["url"]] = doc
             elif doc.get("resourceType") == "ValueSet":
                 valuesets[doc["url"]] = frozenset(
                     (inc.get("system"), c["code"]) for inc in doc["compose"]["include"] for c in inc.get("concept", ())
                 )
+        if not definitions:
+            raise ProfilesMissing(f"no StructureDefinition found in {folder}: the package data is missing "
+                                  "(reinstall dacs-fhir); profile validation refuses to run without profiles")
         return cls(definitions, valuesets)
 
     def ancestors(self, url: str) -> set[str]:

@@ -3,23 +3,31 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 from .serve import Services, add_switches, serve_forever
 
 log = logging.getLogger(__name__)
 
-# the shared vendor corpus, when the checkout sits beside it (DESIGN.md §7)
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+def corpus_dir() -> Optional[Path]:
+    """The shared vendor corpus beside a source checkout (DESIGN.md §7), else None (e.g. an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "setup.cfg").is_file():  # installed: no checkout around the package
+        return None
+    corpus = root.parent / "shared" / "corpus"
+    return corpus if corpus.is_dir() else None
 
 
 def load_samples(services: Services) -> int:
-    """Ingest the vendor corpus when present, else the built-in synthetic samples."""
+    """Ingest the built-in synthetic samples, and before them the vendor corpus when present."""
     from ..samples import sample_objects
 
     pipeline = services.pipeline
     n = 0
-    if CORPUS.is_dir():
-        for path in sorted(CORPUS.glob("rdsr/*.dcm")) + sorted(CORPUS.glob("images/*.dcm")):
+    corpus = corpus_dir()
+    if corpus is not None:
+        for path in sorted(corpus.glob("rdsr/*.dcm")) + sorted(corpus.glob("images/*.dcm")):
             item = pipeline.inbox.put("file", path.read_bytes(), meta={"name": path.name})
             n += pipeline.process(item.id).status in ("imported", "updated")
     for name, data in sample_objects():

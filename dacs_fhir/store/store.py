@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from pathlib import Path
+from importlib.resources import as_file, files
 from typing import Iterator, Optional
 
 from sqlalchemy import create_engine, event
@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine, make_url
 
 from .transaction import KeyPool, Transaction
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+# a package of its own (env.py, script.py.mako, versions/), so that a wheel ships it
+MIGRATIONS = "dacs_fhir.store.migrations"
 
 
 class Store:
@@ -54,8 +55,8 @@ class Store:
         from alembic.config import Config
 
         cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as conn:
+        with as_file(files(MIGRATIONS)) as folder, self.engine.begin() as conn:
+            cfg.set_main_option("script_location", str(folder))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
 

@@ -1,9 +1,10 @@
-"""Profile checks: the StructureDefinitions in profiles/ reject what they constrain, with FHIRPath-like paths."""
+"""Profile checks: the shipped StructureDefinitions reject what they constrain, with FHIRPath-like paths."""
 from __future__ import annotations
 
 import copy
 import json
 from datetime import datetime, timezone
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,11 @@ def _event(bundle):
 
 def _errors(resource):
     return [(i.path, i.message) for i in profiles.validate(resource) if i.severity == "error"]
+
+
+def _shipped():
+    """The JSON files of the package's profile folder."""
+    return sorted((p for p in profiles.PROFILE_DIR.iterdir() if p.name.endswith(".json")), key=lambda p: p.name)
 
 
 def _component(obs, code):
@@ -195,13 +201,13 @@ def test_reference_targets_are_checked(bundle):
 def test_implementation_guide_lists_our_profiles():
     from fhir.resources.R4B.implementationguide import ImplementationGuide
 
-    root = Path(__file__).resolve().parents[2]
-    ig = json.loads((root / "ig" / "ImplementationGuide-dacs-fhir.json").read_text())
+    data = files("dacs_fhir") / "data"
+    ig = json.loads((data / "ig" / "ImplementationGuide-dacs-fhir.json").read_text(encoding="utf-8"))
     ImplementationGuide.model_validate(ig)
     listed = {r["reference"]["reference"] for r in ig["definition"]["resource"]}
     ours = set()
-    for path in (root / "profiles").glob("*.json"):
-        doc = json.loads(path.read_text())
+    for path in _shipped():
+        doc = json.loads(path.read_text(encoding="utf-8"))
         if doc["url"].startswith("https://dacs-fhir.org/fhir/"):
             ours.add(f"{doc['resourceType']}/{doc['id']}")
     assert listed == ours
@@ -211,7 +217,38 @@ def test_implementation_guide_lists_our_profiles():
 def test_shipped_definitions_are_valid_r4_resources():
     from fhir.resources.R4B import get_fhir_model_class
 
-    for path in sorted((Path(__file__).resolve().parents[2] / "profiles").glob("*.json")):
-        doc = json.loads(path.read_text())
+    for path in _shipped():
+        doc = json.loads(path.read_text(encoding="utf-8"))
         get_fhir_model_class(doc["resourceType"]).model_validate(doc)
         assert path.name == f"{doc['resourceType']}-{doc['id']}.json"
+
+
+def test_profiles_are_loaded_from_the_package():
+    reg = profiles.registry()
+    urls = {json.loads(p.read_text(encoding="utf-8"))["url"] for p in _shipped()}
+    assert len(reg.profiles) >= 5 and set(reg.profiles) <= urls
+    assert fhir.PROFILE_RDS_SUMMARY in reg.profiles and fhir.PROFILE_IRRADIATION_EVENT in reg.profiles
+    assert reg.valuesets, "the value sets of required bindings were not loaded"
+
+
+@pytest.fixture
+def no_profiles(tmp_path, monkeypatch):
+    """The registry pointed at a folder without StructureDefinitions (an install missing its package data)."""
+    (tmp_path / "ValueSet-only.json").write_text(json.dumps(
+        {"resourceType": "ValueSet", "url": "urn:x", "compose": {"include": []}}), encoding="utf-8")
+    monkeypatch.setattr(profiles, "PROFILE_DIR", tmp_path)
+    profiles.registry.cache_clear()
+    yield tmp_path
+    profiles.registry.cache_clear()
+
+
+def test_validation_refuses_to_run_without_profiles(no_profiles, bundle):
+    with pytest.raises(profiles.ProfilesMissing, match="no StructureDefinition found"):
+        profiles.validate_bundle(bundle)
+    with pytest.raises(profiles.ProfilesMissing):
+        profiles.validate(_summary(bundle))
+
+
+def test_a_missing_profile_folder_is_refused_too(tmp_path):
+    with pytest.raises(profiles.ProfilesMissing):
+        profiles.Registry.load(tmp_path / "absent")

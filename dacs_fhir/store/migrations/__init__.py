@@ -1,0 +1,1 @@
+"""Alembic migrations of the store (package data: found through importlib.resources once installed)."""

@@ -1,0 +1,1 @@
+dacs_fhir/data/ig
