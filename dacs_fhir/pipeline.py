@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 from sqlalchemy.exc import OperationalError
 
 from . import tasks
-from .config import Settings
+from .config import Settings, ensure_private_dir
 from .domain import DoseReport
 from .errors import RejectedInput
 from .inbox import DONE, FAILED, Inbox, InboxItem
@@ -53,7 +53,7 @@ class Pipeline:
         from .store import Store
 
         self.settings = settings or Settings.from_env()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.settings.data_dir)
         self.inbox = inbox or Inbox(self.settings.inbox_dir)
         if store is None:
             store = Store(self.settings.database_url)

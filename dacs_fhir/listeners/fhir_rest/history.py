@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 from flask import request
 
-from .outcomes import FhirError
+from .outcomes import MAX_OFFSET, FhirError
 from .searching import OFFSET_ALIASES, OFFSET_PARAM, SAFE, non_negative_int
 
 DEFAULT_COUNT = 50
@@ -25,9 +25,9 @@ class HistoryRequest:
             if name == "_since":
                 self.since = value or None
             elif name == "_count":
-                self.count = min(non_negative_int(name, value), MAX_COUNT)
+                self.count = non_negative_int(name, value, MAX_COUNT, clamp=True)
             elif name in OFFSET_ALIASES:
-                self.offset = non_negative_int(name, value)
+                self.offset = non_negative_int(name, value, MAX_OFFSET)
             elif name == "_at":
                 raise FhirError(400, "_at is not supported on history; use _since", "not-supported", "_at")
 
