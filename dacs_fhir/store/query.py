@@ -32,6 +32,7 @@ _SPLIT = re.compile(r"(?<!\\),")
 # 1000, sqlite.org/limits.html), so the client gets 400 naming the limit instead of 500 / 503
 MAX_PARAMETERS = 50  # (name, value) pairs of one search
 MAX_VALUES = 100  # comma-separated alternatives of one parameter (OR)
+_LOWEST_FLOOR = dates.MIN + dates.NARROW  # a floor below it cannot be computed, and would bound nothing
 
 
 @dataclass
@@ -209,7 +210,7 @@ def _date_rows(table, base, values: list[str]):
     for v in values:
         conds.append(_date_condition(c.low, c.high, v))
         floor = _high_floor(v)
-        if floor is not None and floor >= dates.MIN + dates.NARROW:  # a year-1 floor bounds nothing
+        if floor is not None and floor >= _LOWEST_FLOOR:
             floors.append(c.low > floor - dates.NARROW)
     if not floors:
         return base.where(*conds)
