@@ -180,6 +180,17 @@ def test_huge_page_offsets_and_versions_are_400(api, before):
     before.check()
 
 
+def test_numbers_and_dates_past_their_range_are_400(api, before):
+    for path, words in (("/fhir/Observation?value-quantity=1e999999999", ("invalid quantity",)),
+                        ("/fhir/Observation?value-quantity=gtNaN", ("invalid quantity",)),
+                        ("/fhir/Observation?date=9999-12-31", ("invalid date",)),
+                        ("/fhir/Observation?date=ap0001-01-01", ("year 1 or 9999",)),
+                        ("/fhir/Patient?_lastUpdated=ge9999-12-31", ("invalid date",)),
+                        ("/fhir/_history?_since=9999-12-31", ("_since",))):
+        outcome(raw(api, "GET", path), 400, *words)
+    before.check()
+
+
 def test_too_many_values_or_parameters_are_400_not_database_unavailable(api, before):
     many = ",".join(f"c{i}" for i in range(1000))
     outcome(raw(api, "GET", f"/fhir/Observation?code={many}"), 400, "at most 100")
