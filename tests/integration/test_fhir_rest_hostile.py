@@ -352,3 +352,47 @@ def test_summary_count_has_a_total_and_no_next_link(api, before):
     paged = json.loads(raw(api, "GET", "/fhir/Patient?family=Counted&_count=1").body)
     assert "next" in {link["relation"] for link in paged["link"]}
     before.check()
+
+
+# ---- the last line of defence: errors that escape the checks above still answer 400, not 500
+@pytest.mark.parametrize("exc, words", [
+    (RecursionError("maximum recursion depth exceeded"), "nests too deeply"),
+    (OverflowError("Python int too large to convert to SQLite INTEGER"), "too large"),
+])
+def test_escaped_limit_errors_are_400_outcomes(exc, words):
+    from flask import Flask
+
+    from dacs_fhir.listeners.fhir_rest.outcomes import register_error_handlers
+
+    app = Flask(__name__)
+    register_error_handlers(app)
+
+    @app.get("/fhir/boom")
+    def boom():
+        raise exc
+
+    resp = app.test_client().get("/fhir/boom")
+    assert resp.status_code == 400
+    assert words in resp.get_json()["issue"][0]["diagnostics"]
+
+
+def test_sqlite_statement_limits_are_400_and_a_lost_database_stays_503():
+    import sqlite3
+
+    from flask import Flask
+    from sqlalchemy.exc import OperationalError
+
+    from dacs_fhir.listeners.fhir_rest.outcomes import register_error_handlers
+
+    app = Flask(__name__)
+    register_error_handlers(app)
+    errors = {"big": sqlite3.OperationalError("Expression tree is too large (maximum depth 1000)"),
+              "gone": sqlite3.OperationalError("unable to open database file")}
+
+    @app.get("/fhir/<kind>")
+    def fail(kind):
+        raise OperationalError("SELECT …", {}, errors[kind])
+
+    client = app.test_client()
+    assert client.get("/fhir/big").status_code == 400
+    assert client.get("/fhir/gone").status_code == 503
