@@ -6,7 +6,6 @@ from urllib.parse import urlencode
 from flask import request
 
 from ...store import dates
-
 from .outcomes import MAX_OFFSET, FhirError
 from .searching import OFFSET_ALIASES, OFFSET_PARAM, SAFE, non_negative_int
 
