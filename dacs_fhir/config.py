@@ -64,6 +64,7 @@ class Settings:
     http_threads: int = 8  # worker threads answering requests
     http_channel_timeout: float = 10.0  # s a connection may stay silent before it is closed
     http_cleanup_interval: float = 2.0  # s between sweeps for silent connections
+    http_header_timeout: float = 10.0  # s a request's headers may take to arrive, however steadily
     http_connection_limit: int = 500  # open connections; beyond it new ones wait in the backlog
     http_backlog: int = 1024  # listen(2) queue
     http_recv_bytes: int = 8192  # bytes read from a socket at once
@@ -99,6 +100,7 @@ class Settings:
             http_threads=int(env.get("DACS_HTTP_THREADS", 8)),
             http_channel_timeout=float(env.get("DACS_HTTP_CHANNEL_TIMEOUT", 10)),
             http_cleanup_interval=float(env.get("DACS_HTTP_CLEANUP_INTERVAL", 2)),
+            http_header_timeout=float(env.get("DACS_HTTP_HEADER_TIMEOUT", 10)),
             http_connection_limit=int(env.get("DACS_HTTP_CONNECTION_LIMIT", 500)),
             http_backlog=int(env.get("DACS_HTTP_BACKLOG", 1024)),
             http_recv_bytes=int(env.get("DACS_HTTP_RECV_BYTES", 8192)),

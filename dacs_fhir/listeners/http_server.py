@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+import time
 from typing import Optional
 
 from waitress import create_server
@@ -57,6 +58,9 @@ class HttpServer:
         self._server = create_server(app, host=host, port=port, ident="dacs-fhir", **adjustments(settings))
         self.host = self._server.effective_host
         self.port = int(self._server.effective_port)
+        self._header_timeout = settings.http_header_timeout
+        self._sweep_every = settings.http_cleanup_interval
+        self._header_started: dict[object, float] = {}  # request parser -> when its first byte was seen
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"http-{self.port}", daemon=True)
 
@@ -73,8 +77,28 @@ class HttpServer:
         # waitress' own run() blocks until the process ends; polling lets stop() end it cleanly.
         # poll(2), not select(2): select cannot watch descriptors above 1023 (FD_SETSIZE)
         socket_map = self._server._map
+        next_sweep = 0.0
         while not self._stopping.is_set():
             wasyncore.loop(timeout=POLL_SECONDS, use_poll=True, map=socket_map, count=1)
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._close_slow_headers(now)
+                next_sweep = now + self._sweep_every
+
+    def _close_slow_headers(self, now: float) -> None:
+        """Close connections whose request headers have been arriving for longer than the header
+        timeout: a client trickling a byte now and then is never silent long enough for waitress'
+        channel_timeout (slowloris). Runs on the loop thread, which owns the channels; reads
+        waitress' channel and parser attributes (a canary test checks they are still there)."""
+        started = {}
+        for channel in list(getattr(self._server, "active_channels", {}).values()):
+            parser = getattr(channel, "request", None)
+            if parser is None or getattr(parser, "headers_finished", True) or getattr(channel, "requests", None):
+                continue
+            started[parser] = first = self._header_started.get(parser, now)
+            if now - first > self._header_timeout:
+                channel.will_close = True  # as waitress' own maintenance() does
+        self._header_started = started
 
     def stop(self) -> None:
         """Stop accepting, finish the loop and close every connection and worker thread."""

@@ -135,12 +135,70 @@ def test_stalled_connections_at_the_connection_limit_are_timed_out_for_a_waiting
         api.stop()
 
 
+def test_headers_trickled_a_byte_at_a_time_are_cut_off(settings):
+    import select
+
+    settings.http_channel_timeout = 30.0  # never silent that long: only the header timeout can end them
+    settings.http_header_timeout = 2.0
+    settings.http_cleanup_interval = 0.5
+    api = start_api(settings)
+    socks = _stall(api.port, 5)
+    try:
+        closed, started = set(), time.monotonic()
+        while len(closed) < len(socks) and time.monotonic() - started < 8:
+            for s in socks:
+                if s in closed:
+                    continue
+                try:
+                    s.sendall(b"x")
+                    readable, _, _ = select.select([s], [], [], 0)
+                    if readable and s.recv(1024) == b"":
+                        closed.add(s)
+                except OSError:  # reset or broken pipe: closed by the server
+                    closed.add(s)
+            time.sleep(0.3)
+        assert len(closed) == len(socks), f"{len(socks) - len(closed)} trickling connections still open"
+        assert time.monotonic() - started >= settings.http_header_timeout - 0.5  # not before their time
+        resp = requests.get(f"{api.base}/metadata", headers=JSON_HEADERS, timeout=10)
+        assert resp.status_code == 200
+    finally:
+        for s in socks:
+            s.close()
+        api.stop()
+
+
+def test_waitress_still_has_what_the_header_timeout_reads(settings):
+    """Canary: the header sweep reads waitress internals (3.0.2); an upgrade that renames them fails here."""
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser
+
+    api = start_api(settings)
+    try:
+        assert isinstance(api.server._server.active_channels, dict)
+        assert hasattr(HTTPChannel, "will_close") and hasattr(HTTPChannel, "request")
+        assert hasattr(HTTPRequestParser, "headers_finished")
+        socks = _stall(api.port, 1)
+        deadline = time.monotonic() + 5
+        while not api.server._server.active_channels and time.monotonic() < deadline:
+            time.sleep(0.05)
+        channel = next(iter(api.server._server.active_channels.values()))
+        while channel.request is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert isinstance(channel.request, HTTPRequestParser) and channel.request.headers_finished is False
+        assert channel.requests == []
+        socks[0].close()
+    finally:
+        api.stop()
+
+
 def test_listener_settings_come_from_the_environment():
     from dacs_fhir.config import Settings
     from dacs_fhir.listeners.http_server import adjustments
 
     s = Settings.from_env({"DACS_HTTP_THREADS": "3", "DACS_HTTP_CHANNEL_TIMEOUT": "7.5", "DACS_HTTP_CONNECTION_LIMIT": "250",
-                           "DACS_HTTP_CLEANUP_INTERVAL": "1", "DACS_HTTP_BACKLOG": "64", "DACS_HTTP_RECV_BYTES": "4096"})
+                           "DACS_HTTP_CLEANUP_INTERVAL": "1", "DACS_HTTP_BACKLOG": "64", "DACS_HTTP_RECV_BYTES": "4096",
+                           "DACS_HTTP_HEADER_TIMEOUT": "4"})
+    assert s.http_header_timeout == 4.0
     adj = adjustments(s)
     assert (adj["threads"], adj["channel_timeout"], adj["connection_limit"]) == (3, 7.5, 250)
     assert (adj["cleanup_interval"], adj["backlog"], adj["recv_bytes"]) == (1.0, 64, 4096)
