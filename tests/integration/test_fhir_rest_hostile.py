@@ -331,6 +331,22 @@ def test_ids_that_are_not_fhir_ids_are_refused_everywhere(api, before, bad):
     before.check()
 
 
+def test_references_with_dot_segments_are_refused(api, before):
+    rid = before.resource["id"]
+    for reference in ("Patient/..", "Patient/.", "Patient/\\u002e\\u002e", "http://elsewhere/fhir/Patient/../Observation/1"):
+        body = ('{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+                f'"subject":{{"reference":"{reference}"}}}}').encode()
+        outcome(raw(api, "POST", "/fhir/Observation", body), 400, "where an id belongs")
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": {**before.resource, "gender": "male",
+                          "link": [{"other": {"reference": reference.replace("\\u002e", ".")}, "type": "seealso"}]},
+             "request": {"method": "PUT", "url": f"Patient/{rid}"}}]}
+        outcome(raw(api, "POST", "/fhir", bundle), 400, "where an id belongs")
+    fine = {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": f"Patient/{rid}"}}
+    assert raw(api, "POST", "/fhir/Observation", fine).status == 201
+    before.check()
+
+
 # ---- Host header and base URL
 def test_links_use_the_configured_base_never_the_host_header(settings, tmp_path):
     settings.base_url = "https://dacs.example.org"

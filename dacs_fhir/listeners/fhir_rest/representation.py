@@ -93,6 +93,25 @@ def nesting_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
     return depth
 
 
+_REFERENCE = re.compile(rb'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def check_reference_ids(raw: bytes) -> None:
+    """400 when a reference (``Type/id``, a URL, or a conditional ``Type?query``) has ``.`` or ``..``
+    as a path segment: they match R4's id pattern, but a client following the reference would
+    leave the resource (RFC 3986 §5.2.4)."""
+    if b"/." not in raw and b'".' not in raw and b"\\u002" not in raw:  # JSON escapes are \u (lower-case u)
+        return
+    for match in _REFERENCE.finditer(raw):
+        try:
+            reference = json.loads(b'"' + match.group(1) + b'"')
+        except ValueError:
+            continue  # not JSON: the parser says so
+        if any(segment in (".", "..") for segment in reference.partition("?")[0].split("/")):
+            shown = reference if len(reference) <= 80 else reference[:80] + "…"
+            raise FhirError(400, f"reference {shown!r} has . or .. where an id belongs", "invalid", "reference")
+
+
 def read_json_body() -> dict:
     """The request body as a JSON object: 415 for a non-JSON type, 400 for bad JSON."""
     mimetype = (request.mimetype or "").lower()
@@ -106,6 +125,7 @@ def read_json_body() -> dict:
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nesting_depth(raw) > MAX_JSON_DEPTH:
         raise LimitExceeded(f"request body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels, "
                             "the server's limit")
+    check_reference_ids(raw)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
