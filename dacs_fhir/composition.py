@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .config import Settings
+from .config import Settings, ensure_private_dir
 from .inbox import Inbox
 from .pipeline import Pipeline
 from .tasks import TaskLayer
@@ -17,7 +17,7 @@ def build_pipeline(settings: Optional[Settings] = None, store=None, worker: bool
     from .store import Store
 
     settings = settings or Settings.from_env()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.data_dir)
     if store is None:
         store = Store(settings.database_url, generic_plans=worker)
         store.upgrade()

@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 
 def _hostport(value: str, default_port: int) -> tuple[str, int]:
@@ -12,6 +13,26 @@ def _hostport(value: str, default_port: int) -> tuple[str, int]:
     if not host:
         return value or "127.0.0.1", default_port
     return host.strip("[]"), int(port)
+
+
+def _base_url(value: str) -> str:
+    """``DACS_BASE_URL`` as ``scheme://host[:port][/path]`` without a trailing ``/`` or ``/fhir``."""
+    value = value.strip().rstrip("/")
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"DACS_BASE_URL must be http(s)://host[:port][/path], not {value!r}")
+    return value[: -len("/fhir")] if value.endswith("/fhir") else value
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) with mode 0700 when it does not exist; the mode is set
+    explicitly, whatever the umask."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    return path
 
 
 @dataclass
@@ -38,6 +59,15 @@ class Settings:
     dicom_tls_key: str = ""
     dicom_tls_ca: str = ""  # PEM CA bundle: when set, clients must present a certificate it signed
     pacs: str = ""  # AET@host:port of the PACS that `dacs-fhir pacs pull` queries
+    # HTTP / FHIR REST listener (waitress adjustments; README "Settings")
+    base_url: str = ""  # public root URL, e.g. https://dacs.example.org (FHIR base: + /fhir)
+    http_threads: int = 8  # worker threads answering requests
+    http_channel_timeout: float = 10.0  # s a connection may stay silent before it is closed
+    http_cleanup_interval: float = 2.0  # s between sweeps for silent connections
+    http_header_timeout: float = 10.0  # s a request's headers may take to arrive, however steadily
+    http_connection_limit: int = 500  # open connections; beyond it new ones wait in the backlog
+    http_backlog: int = 1024  # listen(2) queue
+    http_recv_bytes: int = 8192  # bytes read from a socket at once
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -66,6 +96,14 @@ class Settings:
             dicom_tls_key=env.get("DACS_DICOM_TLS_KEY", ""),
             dicom_tls_ca=env.get("DACS_DICOM_TLS_CA", ""),
             pacs=env.get("DACS_PACS", ""),
+            base_url=_base_url(env.get("DACS_BASE_URL", "")),
+            http_threads=int(env.get("DACS_HTTP_THREADS", 8)),
+            http_channel_timeout=float(env.get("DACS_HTTP_CHANNEL_TIMEOUT", 10)),
+            http_cleanup_interval=float(env.get("DACS_HTTP_CLEANUP_INTERVAL", 2)),
+            http_header_timeout=float(env.get("DACS_HTTP_HEADER_TIMEOUT", 10)),
+            http_connection_limit=int(env.get("DACS_HTTP_CONNECTION_LIMIT", 500)),
+            http_backlog=int(env.get("DACS_HTTP_BACKLOG", 1024)),
+            http_recv_bytes=int(env.get("DACS_HTTP_RECV_BYTES", 8192)),
         )
 
     @property

@@ -3,6 +3,7 @@ processed DELETE, POST, PUT, GET, with ``urn:uuid`` fullUrls and conditional ref
 batch entries succeed or fail each on its own."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -65,8 +66,47 @@ def _entry(i: int, raw: dict) -> Entry:
     if method == "POST" and not url and isinstance(raw.get("resource"), dict):
         url = raw["resource"].get("resourceType", "")
     rtype, rid, query, vid = parse_url(url)
-    return Entry(i, method, url, rtype, rid, query, vid, raw.get("fullUrl") or "", raw.get("resource"),
-                 req.get("ifNoneExist"), req.get("ifMatch"))
+    e = Entry(i, method, url, rtype, rid, query, vid, raw.get("fullUrl") or "", raw.get("resource"),
+              req.get("ifNoneExist"), req.get("ifMatch"))
+    _check_ids(e)
+    return e
+
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # R4 datatypes.html#id
+_MAX_VERSION = 2**63 - 1  # versions are 64-bit integers in the database
+
+
+class InvalidEntry(errors.StoreError):
+    """An entry its plain interaction would refuse with 400 (R4 http.html#update: ids)."""
+
+    status = 400
+
+    def __init__(self, message: str, path: Optional[str] = None):
+        super().__init__(message)
+        self.path = path
+
+
+def _valid_id(value) -> bool:
+    """R4's id pattern, without ``.`` and ``..`` (path segments, RFC 3986 §3.3)."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None and value not in (".", "..")
+
+
+def _check_ids(e: Entry) -> None:
+    """The id checks of the plain interactions: the url's id and version, and a PUT's body id, which
+    must be the url's (a conditional PUT's body id, if any, becomes the id of what it creates)."""
+    for what, value in (("id", e.rid), ("version id", e.vid)):
+        if value is not None and not _valid_id(value):
+            raise InvalidEntry(f"{e.label}: {what} {value[:80]!r} is not a valid FHIR id", "Bundle.entry.request.url")
+    if e.vid is not None and e.vid.isdigit() and (len(e.vid) > len(str(_MAX_VERSION)) or int(e.vid) > _MAX_VERSION):
+        raise InvalidEntry(f"{e.label}: version id must be at most {_MAX_VERSION}", "Bundle.entry.request.url")
+    if e.method != "PUT" or not isinstance(e.resource, dict):
+        return
+    body_id = e.resource.get("id")
+    if body_id is not None and not _valid_id(body_id):
+        raise InvalidEntry(f"{e.label}: resource id {str(body_id)[:80]!r} is not a valid FHIR id", "Bundle.entry.resource.id")
+    if e.rid is not None and body_id != e.rid:
+        raise InvalidEntry(f"{e.label}: resource id {str(body_id)[:80]!r} does not match the url id {e.rid!r}",
+                           "Bundle.entry.resource.id")
 
 
 def outcome_resource(message: str, status: int, path: Optional[str] = None) -> dict:
@@ -210,7 +250,7 @@ class BundleProcessor:
             from urllib.parse import parse_qsl
 
             params = parse_qsl(e.query or "", keep_blank_values=False)
-            count = next((int(v) for k, v in params if k == "_count" and v.isdigit()), 50)
+            count = next((min(int(v) if len(v) < 20 else 1000, 1000) for k, v in params if k == "_count" and v.isascii() and v.isdigit()), 50)
             result = self.tx.search(e.rtype, [(k, v) for k, v in params if k != "_count"], count=count)
             res = {"resourceType": "Bundle", "type": "searchset",
                    **({"total": result.total} if result.total is not None else {}),

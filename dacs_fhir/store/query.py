@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, getcontext
 from typing import Optional
 
 from sqlalchemy import ColumnElement, Select, and_, false, func, not_, or_, select, true, union_all
@@ -28,6 +28,11 @@ MODIFIERS = {
     "composite": {"", "missing"},
 }
 _SPLIT = re.compile(r"(?<!\\),")
+# what one search may ask: beyond these a statement outgrows the database (SQLite: expression depth
+# 1000, sqlite.org/limits.html), so the client gets 400 naming the limit instead of 500 / 503
+MAX_PARAMETERS = 50  # (name, value) pairs of one search
+MAX_VALUES = 100  # comma-separated alternatives of one parameter (OR)
+_LOWEST_FLOOR = dates.MIN + dates.NARROW  # a floor below it cannot be computed, and would bound nothing
 
 
 @dataclass
@@ -53,6 +58,8 @@ class Query:
 
 def compile_query(rtype: str, params: list[tuple[str, str]], strict: bool = False) -> Query:
     """Compile raw (name, value) query pairs for a search on ``rtype``."""
+    if len(params) > MAX_PARAMETERS:
+        raise errors.InvalidSearch(f"a search takes at most {MAX_PARAMETERS} parameters, not {len(params)}")
     q = Query(conditions=[R.c.rtype == rtype, R.c.deleted == false()])
     params, ranges = _date_ranges(rtype, params)
     for rows, ordered in ranges:
@@ -87,7 +94,7 @@ class _Unknown(Exception):
 
 def _control(q: Query, rtype: str, name: str, value: str, strict: bool) -> None:
     if name == "_sort":
-        for item in value.split(","):
+        for item in split_values(value, name):
             desc = item.startswith("-")
             pname = item.lstrip("-")
             if pname not in searchparams.RESOURCE_COLUMNS and searchparams.param(rtype, pname) is None:
@@ -123,9 +130,12 @@ def _control(q: Query, rtype: str, name: str, value: str, strict: bool) -> None:
         raise errors.InvalidSearch(f"{name} is not supported")
 
 
-def split_values(value: str) -> list[str]:
-    """Comma-separated alternatives, ``\\,`` kept as a literal comma."""
-    return [v.replace("\\,", ",") for v in _SPLIT.split(value)]
+def split_values(value: str, name: str = "a parameter") -> list[str]:
+    """Comma-separated alternatives, ``\\,`` kept as a literal comma; at most MAX_VALUES."""
+    values = _SPLIT.split(value, maxsplit=MAX_VALUES)
+    if len(values) > MAX_VALUES:
+        raise errors.InvalidSearch(f"{name} takes at most {MAX_VALUES} comma-separated values")
+    return [v.replace("\\,", ",") for v in values]
 
 
 def _unescape(text: str) -> str:
@@ -158,7 +168,7 @@ def condition(rtype: str, name: str, value: str) -> tuple[ColumnElement, Optiona
         if value not in ("true", "false"):
             raise errors.InvalidSearch(f"{name} must be true or false")
         return (R.c.pk.not_in(rows), None) if value == "true" else (R.c.pk.in_(rows), rows)
-    alternatives = [_value_condition(p, table, modifier, v) for v in split_values(value)]
+    alternatives = [_value_condition(p, table, modifier, v) for v in split_values(value, pname)]
     rows = rows.where(or_(*alternatives))
     return (R.c.pk.not_in(rows), None) if modifier == "not" else (R.c.pk.in_(rows), rows)
 
@@ -200,7 +210,7 @@ def _date_rows(table, base, values: list[str]):
     for v in values:
         conds.append(_date_condition(c.low, c.high, v))
         floor = _high_floor(v)
-        if floor is not None:
+        if floor is not None and floor >= _LOWEST_FLOOR:
             floors.append(c.low > floor - dates.NARROW)
     if not floors:
         return base.where(*conds)
@@ -212,7 +222,7 @@ def _high_floor(value: str) -> Optional[datetime]:
     prefix, text = _prefix(value)
     try:
         plo, phi = dates.parse_range(text)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     return {"eq": plo, "ge": plo, "gt": phi, "sa": phi, "le": None, "lt": None, "eb": None}.get(prefix)
 
@@ -234,7 +244,7 @@ def _chained(rtype: str, p, type_modifier: str, chain: str, value: str) -> tuple
 def _resource_column(pname: str, modifier: str, value: str) -> ColumnElement:
     if modifier not in ("", "not"):
         raise errors.InvalidSearch(f"modifier :{modifier} is not supported on {pname}")
-    values = split_values(value)
+    values = split_values(value, pname)
     if pname == "_id":
         cond = R.c.rid.in_(values)
         return not_(cond) if modifier == "not" else cond
@@ -299,7 +309,7 @@ def _date_condition(low, high, value: str, point: bool = False) -> ColumnElement
     prefix, text = _prefix(value)
     try:
         plo, phi = dates.parse_range(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a range ending after 9999-12-31
         raise errors.InvalidSearch(f"invalid date {value!r} (expected [prefix]YYYY[-MM[-DD[Thh:mm:ss[zone]]]])") from None
     if point:  # a single instant t: [t, t]
         ops = {"eq": and_(low >= plo, low < phi), "gt": low >= phi, "lt": low < plo, "ge": low >= plo,
@@ -311,7 +321,10 @@ def _date_condition(low, high, value: str, point: bool = False) -> ColumnElement
         return not_(ops["eq"])
     if prefix == "ap":  # approximately: within 10 % of the distance to now, at least a day
         slack = max(abs(datetime.now(timezone.utc).replace(tzinfo=None) - plo) / 10, timedelta(days=1))
-        return and_(low < phi + slack, (low if point else high) >= plo - slack)
+        try:
+            return and_(low < phi + slack, (low if point else high) >= plo - slack)
+        except OverflowError:  # the range reaches past year 1 or 9999
+            raise errors.InvalidSearch(f"date {value!r} with ap is too close to year 1 or 9999") from None
     return ops[prefix]
 
 
@@ -322,13 +335,13 @@ def _quantity_condition(value_col, system_col, code_col, value: str) -> ColumnEl
     code = parts[2] if len(parts) > 2 and parts[2] else None
     try:
         number = Decimal(number_text)
-    except InvalidOperation:
-        number = Decimal("NaN")
-    exponent = number.as_tuple().exponent  # a letter for NaN and Infinity
-    if not isinstance(exponent, int):
-        raise errors.InvalidSearch(f"invalid quantity {value!r} (expected [prefix]number[|system|code])")
-    half = Decimal(1).scaleb(exponent) / 2  # implicit precision (search.html#number)
-    low, high = number - half, number + half
+        if not number.is_finite():
+            raise InvalidOperation
+        half = Decimal(1).scaleb(number.as_tuple().exponent) / 2  # implicit precision (search.html#number)
+        low, high = number - half, number + half
+    except ArithmeticError:  # not a number, or an exponent past the decimal context's range
+        raise errors.InvalidSearch(f"invalid quantity {value[:80]!r} (expected [prefix]number[|system|code], "
+                                   f"exponent within ±{getcontext().Emax})") from None
     if code:
         factor, code = canonical(Decimal(1), system, code)
         number, low, high = number * factor, low * factor, high * factor

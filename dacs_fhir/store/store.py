@@ -1,6 +1,7 @@
 """The store: a SQLAlchemy engine, its Alembic migrations and transactions (issue 3)."""
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from importlib.resources import as_file, files
@@ -35,6 +36,7 @@ class Store:
         self.url = url
         self._keys = KeyPool()  # PostgreSQL: keys of new resource rows, drawn ahead
         if url.get_backend_name() == "sqlite":
+            _create_private(url.database)
             self.engine = create_engine(url, **engine_options)
             _sqlite_transactions(self.engine)
         else:
@@ -70,6 +72,21 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _create_private(database: Optional[str]) -> None:
+    """Create a new SQLite database file with mode 0600 (SQLite gives its -wal and -shm files the
+    mode of the database file); an existing file is left as it is."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # explicit: os.open's mode is filtered by the umask
+    finally:
+        os.close(fd)
 
 
 def _ping_when_idle(engine: Engine, idle: float = 2.0) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ... import __version__ as VERSION
+from ...store.query import MAX_PARAMETERS, MAX_VALUES
 from ...store.searchparams import PARAMS, RESOURCE_COLUMNS, params_of
+from .outcomes import MAX_JSON_DEPTH, MAX_OFFSET
 
 RDS = "http://hl7.org/fhir/uv/radiation-dose-summary"
 # documentation of the parameters the issue and the RDS IG name; the list itself is the store's
@@ -29,6 +31,9 @@ PROFILES = {
     "Observation": [f"{RDS}/StructureDefinition/radiation-dose-summary"],
     "Device": [f"{RDS}/StructureDefinition/modality-device"],
 }
+LIMITS = (f"Limits (400 OperationOutcome beyond them): {MAX_PARAMETERS} parameters per search, {MAX_VALUES} "
+          f"comma-separated values per parameter, _getpagesoffset up to {MAX_OFFSET}, _count up to 1000 (a larger "
+          f"one is lowered), request bodies nested at most {MAX_JSON_DEPTH} levels.")
 TYPE_INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
 
 
@@ -100,7 +105,8 @@ def capability_statement(base: str) -> dict:
             "mode": "server",
             "documentation": "Unknown search parameters are ignored with a warning (Prefer: handling=lenient, "
                              "the default) or refused with 400 (Prefer: handling=strict). Pages: _count and "
-                             "_getpagesoffset; also _sort (e.g. -date), _include, _revinclude, _summary=count, _elements.",
+                             "_getpagesoffset; also _sort (e.g. -date), _include, _revinclude, _summary=count, _elements. "
+                             + LIMITS,
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}, {"code": "history-system"}],
         }],

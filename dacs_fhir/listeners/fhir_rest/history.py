@@ -5,7 +5,8 @@ from urllib.parse import urlencode
 
 from flask import request
 
-from .outcomes import FhirError
+from ...store import dates
+from .outcomes import MAX_OFFSET, FhirError
 from .searching import OFFSET_ALIASES, OFFSET_PARAM, SAFE, non_negative_int
 
 DEFAULT_COUNT = 50
@@ -23,11 +24,11 @@ class HistoryRequest:
         self.offset = 0
         for name, value in request.args.items(multi=True):
             if name == "_since":
-                self.since = value or None
+                self.since = _instant_param(name, value)
             elif name == "_count":
-                self.count = min(non_negative_int(name, value), MAX_COUNT)
+                self.count = non_negative_int(name, value, MAX_COUNT, clamp=True)
             elif name in OFFSET_ALIASES:
-                self.offset = non_negative_int(name, value)
+                self.offset = non_negative_int(name, value, MAX_OFFSET)
             elif name == "_at":
                 raise FhirError(400, "_at is not supported on history; use _since", "not-supported", "_at")
 
@@ -37,6 +38,18 @@ class HistoryRequest:
         if offset:
             pairs.append((OFFSET_PARAM, str(offset)))
         return f"{url}?{urlencode(pairs, safe=SAFE)}"
+
+
+def _instant_param(name: str, value: str):
+    """``_since``: a FHIR instant (or a date) the store can compare, else 400 (R4 http.html#history)."""
+    if not value:
+        return None
+    try:
+        dates.parse_range(value)
+    except (ValueError, OverflowError):  # OverflowError: a range ending after 9999-12-31
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        raise FhirError(400, f"{name} must be an instant from 0001 to 9999-12-30, not {shown!r}", "invalid", name) from None
+    return value
 
 
 def history_bundle(page, history: HistoryRequest, url: str, base: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import request
 
 from . import bp
-from .addresses import base_url, check_id, check_type
+from .addresses import base_url, check_id, check_type, check_version
 from .backend import backend
 from .history import HistoryRequest, history_bundle
 from .outcomes import FhirError, operation_outcome
@@ -26,7 +26,7 @@ def vread(rtype: str, rid: str, vid: str):
     """GET [base]/[type]/[id]/_history/[vid]."""
     check_type(rtype)
     check_id(rid)
-    check_id(vid, "version id")
+    check_version(vid)
     with backend().store.transaction() as tx:
         resource = tx.vread(rtype, rid, vid)
     return fhir_response(resource, 200, resource_headers(resource, base_url()))

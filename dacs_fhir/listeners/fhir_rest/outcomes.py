@@ -36,6 +36,15 @@ ISSUE_CODES = {
 }
 
 
+# Limits a request must keep; a request past one is a client error (400 naming the limit), never a
+# 500 from deep recursion, an integer the database cannot hold or an SQL expression too large.
+MAX_JSON_DEPTH = 100  # nesting of objects and arrays in a request body
+MAX_OFFSET = 2**31 - 1  # _getpagesoffset / _offset
+MAX_VERSION = 2**63 - 1  # a version id: the database's 64-bit integer
+SQLITE_LIMITS = ("expression tree is too large", "too many sql variables", "too many terms in compound select",
+                 "parser stack overflow")
+
+
 class FhirError(Exception):
     """An error the REST layer answers itself (bad request, unsupported type, …)."""
 
@@ -44,6 +53,13 @@ class FhirError(Exception):
         self.status = status
         self.code = code or ISSUE_CODES.get(status, "processing")
         self.expression = expression
+
+
+class LimitExceeded(FhirError):
+    """A request past one of the limits above (or the store's search limits): 400 ``too-costly``."""
+
+    def __init__(self, message: str, expression: Optional[str] = None):
+        super().__init__(400, message, "too-costly", expression)
 
 
 def operation_outcome(message: str, severity: str = "error", code: str = "processing",
@@ -104,12 +120,24 @@ def handle_exception(err: Exception):
 
     if isinstance(err, RejectedInput):
         return _respond(422, _one_line(err))
+    if isinstance(err, RecursionError):  # a backstop: bodies are checked against MAX_JSON_DEPTH first
+        return _respond(400, f"the request nests too deeply (limit {MAX_JSON_DEPTH} levels)", "too-costly")
+    if isinstance(err, OverflowError):  # a backstop: numbers are checked against their bounds first
+        return _respond(400, "a number in the request is too large for the server", "too-costly")
+    if isinstance(err, OperationalError) and _too_large(err):
+        return _respond(400, "the request is too large for the database (too many values or parameters)", "too-costly")
     if isinstance(err, OperationalError):
         log.error("database unavailable on %s %s: %s", request.method, request.path, type(err.orig).__name__)
         return _respond(503, "the database is unavailable; retry later", "transient", headers={"Retry-After": "5"})
     # no PHI in logs: the method and path (type and id) only, never the query string or body
     log.exception("unhandled error on %s %s", request.method, request.path)
     return _respond(500, f"internal error ({type(err).__name__})", "exception")
+
+
+def _too_large(err) -> bool:
+    """SQLite's refusals of a statement past its compile-time limits (sqlite.org/limits.html)."""
+    text = str(err.orig).lower()
+    return any(limit in text for limit in SQLITE_LIMITS)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -6,13 +6,14 @@ asks for XML alone gets 406; an XML body gets 415.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from typing import Optional
 
 from flask import Response, request
 
-from .outcomes import FhirError
+from .outcomes import MAX_JSON_DEPTH, FhirError, LimitExceeded
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = (FHIR_JSON, "application/json", "application/json+fhir", "text/json")
@@ -71,6 +72,46 @@ def fhir_response(body: Optional[dict], status: int = 200, headers: Optional[dic
     return resp
 
 
+# the nesting of a JSON text is that of its brackets outside strings: escapes go first (so an
+# escaped quote does not end a string), then strings, then every byte but a bracket
+_ESCAPE = re.compile(rb"\\.", re.S)
+_STRING = re.compile(rb'"[^"]*"')
+_INNERMOST = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def nesting_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deep objects and arrays nest in the JSON text ``raw``, counted up to ``limit + 1``
+    without recursion: each pass removes the innermost empty pairs (C speed, no parse)."""
+    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", raw)).translate(None, _NOT_BRACKETS)
+    depth = 0
+    while brackets and depth <= limit:
+        brackets, removed = _INNERMOST.subn(b"", brackets)
+        if not removed:  # unbalanced: not JSON, the parser says so
+            break
+        depth += 1
+    return depth
+
+
+_REFERENCE = re.compile(rb'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def check_reference_ids(raw: bytes) -> None:
+    """400 when a reference (``Type/id``, a URL, or a conditional ``Type?query``) has ``.`` or ``..``
+    as a path segment: they match R4's id pattern, but a client following the reference would
+    leave the resource (RFC 3986 §5.2.4)."""
+    if b"/." not in raw and b'".' not in raw and b"\\u002" not in raw:  # JSON escapes are \u (lower-case u)
+        return
+    for match in _REFERENCE.finditer(raw):
+        try:
+            reference = json.loads(b'"' + match.group(1) + b'"')
+        except ValueError:
+            continue  # not JSON: the parser says so
+        if any(segment in (".", "..") for segment in reference.partition("?")[0].split("/")):
+            shown = reference if len(reference) <= 80 else reference[:80] + "…"
+            raise FhirError(400, f"reference {shown!r} has . or .. where an id belongs", "invalid", "reference")
+
+
 def read_json_body() -> dict:
     """The request body as a JSON object: 415 for a non-JSON type, 400 for bad JSON."""
     mimetype = (request.mimetype or "").lower()
@@ -81,6 +122,10 @@ def read_json_body() -> dict:
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise FhirError(400, "request body is empty", "required")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and nesting_depth(raw) > MAX_JSON_DEPTH:
+        raise LimitExceeded(f"request body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels, "
+                            "the server's limit")
+    check_reference_ids(raw)
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

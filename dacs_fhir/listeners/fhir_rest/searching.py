@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from flask import request
 
-from .outcomes import FhirError, warnings_outcome
+from .outcomes import MAX_OFFSET, FhirError, LimitExceeded, warnings_outcome
 from .representation import prefer
 
 DEFAULT_COUNT = 20
@@ -31,14 +31,18 @@ def request_params() -> list[tuple[str, str]]:
     return pairs
 
 
-def non_negative_int(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise FhirError(400, f"{name} must be a whole number, not {value!r}", "invalid", name) from None
-    if number < 0:
-        raise FhirError(400, f"{name} must not be negative", "invalid", name)
-    return number
+def non_negative_int(name: str, value: str, maximum: int, clamp: bool = False) -> int:
+    """A request's whole number from 0 to ``maximum`` (ASCII digits only); above it, ``maximum`` when
+    ``clamp`` (``_count``: the server may return fewer, R4 search.html#count), else 400 naming the limit."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise FhirError(400, f"{name} must be a whole number from 0 to {maximum}, not {shown!r}", "invalid", name)
+    if len(text) > len(str(maximum)) or int(text) > maximum:  # length first: int() of 10k digits is slow
+        if clamp:
+            return maximum
+        raise LimitExceeded(f"{name} must be at most {maximum}, the server's limit", name)
+    return int(text)
 
 
 class SearchRequest:
@@ -50,9 +54,9 @@ class SearchRequest:
         self.params: list[tuple[str, str]] = []
         for name, value in pairs:
             if name == "_count":
-                self.count = min(non_negative_int(name, value), MAX_COUNT)
+                self.count = non_negative_int(name, value, MAX_COUNT, clamp=True)
             elif name in OFFSET_ALIASES:
-                self.offset = non_negative_int(name, value)
+                self.offset = non_negative_int(name, value, MAX_OFFSET)
             elif name in TRANSPORT_PARAMS:
                 continue
             elif value == "":
@@ -60,6 +64,8 @@ class SearchRequest:
             else:
                 self.params.append((name, value))
         self.strict = prefer("handling") == "strict"
+        # _summary=count: the total only, so no page of entries to link to (R4 search.html#summary)
+        self.count_only = ("_summary", "count") in self.params
 
     def page_url(self, base_url: str, offset: int) -> str:
         pairs = list(self.params) + [("_count", str(self.count))]
@@ -74,9 +80,10 @@ def searchset(result, search: SearchRequest, type_url: str, base: str) -> dict:
     shown = len(result.resources)
     total: Optional[int] = result.total
     more = (search.offset + shown < total) if total is not None else shown >= search.count > 0
-    if more and search.count:
+    paged = search.count > 0 and not search.count_only
+    if more and paged:
         links.append({"relation": "next", "url": search.page_url(type_url, search.offset + search.count)})
-    if search.offset > 0 and search.count:
+    if search.offset > 0 and paged:
         links.append({"relation": "previous", "url": search.page_url(type_url, max(search.offset - search.count, 0))})
     entries = [_entry(r, base, "match") for r in result.resources]
     entries += [_entry(r, base, "include") for r in result.included]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 
 from . import bp
-from .addresses import base_url, check_type, normalise_query
+from .addresses import base_url, check_id, check_type, normalise_query
 from .backend import backend
 from .history import HistoryRequest, history_bundle
 from .outcomes import FhirError
@@ -37,6 +37,8 @@ def conditional_update(rtype: str):
         raise FhirError(400, "PUT needs a resource id in the URL or search parameters (conditional update)", "required")
     body = read_json_body()
     expect_type(body, rtype)
+    if "id" in body:  # with no match, the resource is created under it
+        check_id(body["id"], "resource id")
     b = backend()
     with b.write(request.get_data(), condition=query) as tx:
         out = tx.conditional_update(rtype, query, body)
