@@ -323,6 +323,7 @@ class Inbox:
         item as ``put`` returned it, when nothing else has changed it since (saves reading its state)."""
         if status not in STATUSES:
             raise ValueError(status)
+        split_id(item_id)
         item = self.get(item_id) if item is None else item
         item.status = status
         item.reason = reason.splitlines()[0][:500] if reason else ""
@@ -448,6 +449,13 @@ class Journal:
                 return False
             os.pwrite(self._fd, _STATUS_CODES[status], int(offset) + 3)
         return True
+
+    def close(self) -> None:
+        """Close the open journal file (the next append opens a new one)."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def sync(self) -> None:
         """Make every record written so far durable (before an error answer that promises a replay)."""
