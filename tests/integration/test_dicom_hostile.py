@@ -1,0 +1,204 @@
+"""The Storage SCP against hostile or broken peers (issue #12 §4), over the real protocol on loopback:
+forged re-sends under a stored UID, UIDs that would be paths, objects too large, connection and
+association floods, idle peers, lying PDU lengths. Each checks the answer and that what was stored
+before is unchanged."""
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, _config
+from pynetdicom.dsutils import split_dataset
+from pynetdicom.sop_class import CTImageStorage, Verification
+
+from dacs_fhir.inbox import DONE, FAILED, Inbox
+from dacs_fhir.listeners.dicom_scp import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, start_scp
+
+pytestmark = pytest.mark.integration
+RDSR = "rdsr/ct-toshiba-aquilion-precision-dosecheck.dcm"
+
+
+class Recorder(list):
+    def __call__(self, item):
+        self.append(item)
+
+
+def send(port: int, files: list[Path], ae_title: str = "MODALITY") -> list[int]:
+    """Each file as it is on disk, unparsed (its file meta gives the Affected SOP Instance UID)."""
+    ae = AE(ae_title=ae_title)
+    for pair in {(m.MediaStorageSOPClassUID, m.TransferSyntaxUID) for m in (pydicom.dcmread(f, stop_before_pixels=True, force=True).file_meta for f in files)}:
+        ae.add_requested_context(*pair)
+    old, _config.STORE_SEND_CHUNKED_DATASET = _config.STORE_SEND_CHUNKED_DATASET, True
+    try:
+        assoc = ae.associate("127.0.0.1", port, ae_title="DACS")
+        assert assoc.is_established
+        statuses = [assoc.send_c_store(f).Status for f in files]
+        assoc.release()
+    finally:
+        _config.STORE_SEND_CHUNKED_DATASET = old
+    return statuses
+
+
+def under_uid(src: Path, dst: Path, uid: str, dataset: bytes | None = None) -> Path:
+    """``src`` with its file meta's SOP Instance UID set to ``uid`` and, when given, ``dataset`` as its data set."""
+    _, offset = split_dataset(src)
+    ds = pydicom.dcmread(src, stop_before_pixels=True)
+    meta = ds.file_meta
+    meta.MediaStorageSOPInstanceUID = uid
+    from pydicom.filewriter import write_file_meta_info
+
+    with open(dst, "wb") as fh:
+        fh.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(fh, meta, enforce_standard=False)
+        fh.write(dataset if dataset is not None else src.read_bytes()[offset:])
+    return dst
+
+
+@pytest.fixture
+def pipeline(settings):
+    from dacs_fhir.pipeline import Pipeline
+
+    settings.broker_url = None
+    return Pipeline(settings)
+
+
+def _snapshot(pipeline, refs: list[str]) -> dict:
+    with pipeline.store.transaction() as tx:
+        return {ref: tx.read(*ref.split("/")) for ref in refs}
+
+
+def test_forged_and_repeated_objects_under_a_stored_uid_leave_the_original_as_it_was(settings, pipeline, corpus, tmp_path):
+    rec = Recorder()
+    handle = start_scp(settings, rec, inbox=pipeline.inbox)
+    try:
+        original = corpus / RDSR
+        uid = pydicom.dcmread(original, stop_before_pixels=True).SOPInstanceUID
+        assert send(handle.port, [original]) == [0x0000]
+        first = pipeline.process(rec[0].id)
+        assert first.status == "imported" and first.resources
+        kept = pipeline.inbox.read(rec[0].id)
+        before = _snapshot(pipeline, first.resources)
+
+        garbage = under_uid(original, tmp_path / "garbage.dcm", uid, os.urandom(420))
+        assert send(handle.port, [garbage, original]) == [0x0000, 0x0000]  # kept, each as its own item
+        assert pipeline.process(rec[1].id).status == "rejected"
+        assert pipeline.process(rec[2].id).status == "duplicate"
+
+        assert len({i.id for i in rec}) == 3 and {i.meta["sop_instance_uid"] for i in rec} == {uid}
+        assert pipeline.inbox.read(rec[0].id) == kept and pipeline.inbox.get(rec[0].id).status == DONE
+        assert pipeline.inbox.get(rec[1].id).status == FAILED and pipeline.inbox.read(rec[1].id).endswith(garbage.read_bytes()[-420:])
+        assert _snapshot(pipeline, first.resources) == before
+        assert pipeline.process(rec[0].id).status == "duplicate"  # the original still replays
+        assert _snapshot(pipeline, first.resources) == before
+    finally:
+        handle.stop()
+
+
+@pytest.mark.parametrize("uid", ["..", "../../../tmp/pwn", "1.2.abc", "1..2", ".1.2", "1.2/3"])
+def test_uids_that_are_no_uids_are_refused_and_write_nothing(settings, corpus, tmp_path, uid):
+    rec = Recorder()
+    handle = start_scp(settings, rec)
+    inbox = Inbox(settings.inbox_dir)
+    try:
+        original = corpus / RDSR
+        assert send(handle.port, [original]) == [0x0000]
+        kept = inbox.read(rec[0].id)
+        bad = under_uid(original, tmp_path / "bad.dcm", uid)
+        files_before = sorted(p for p in settings.data_dir.parent.rglob("*") if p.is_file())
+        assert send(handle.port, [bad]) == [CANNOT_UNDERSTAND]
+        assert sorted(p for p in settings.data_dir.parent.rglob("*") if p.is_file()) == files_before
+        assert [i.id for i in inbox.list()] == [rec[0].id] and inbox.read(rec[0].id) == kept and len(rec) == 1
+        assert not list((settings.inbox_dir / ".incoming").iterdir())
+    finally:
+        handle.stop()
+
+
+def test_uid_with_leading_zeros_as_some_modalities_send_is_kept_and_flagged(settings, corpus, tmp_path):
+    rec = Recorder()
+    handle = start_scp(settings, rec)
+    try:
+        odd = under_uid(corpus / RDSR, tmp_path / "odd.dcm", "1.2.826.0.1.3680043.8.971.00.-14899")
+        assert send(handle.port, [odd]) == [0x0000]
+        assert rec[0].meta["uid_nonconformant"] is True and Inbox(settings.inbox_dir).read(rec[0].id).endswith(odd.read_bytes()[-100:])
+    finally:
+        handle.stop()
+
+
+# ---- memory: the server in its own process, its peak RSS read from /proc --------------------------
+
+SERVER = """
+import sys, threading
+from dacs_fhir.config import Settings
+from dacs_fhir.listeners.dicom_scp import start_scp
+handle = start_scp(Settings.from_env())
+print(handle.port, flush=True)
+sys.stdin.read()
+handle.stop()
+"""
+
+
+def _vm(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(field)
+
+
+def _ct(path: Path, pixel_bytes: int) -> Path:
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "CT"
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(path, enforce_file_format=True)
+    with open(path, "ab") as fh:  # (7FE0,0010) OB, PS3.5 7.1.2: written here without holding it in memory
+        fh.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OB", 0, pixel_bytes))
+        block = os.urandom(1 << 20)
+        for _ in range(pixel_bytes >> 20):
+            fh.write(block)
+    return path
+
+
+def _body(raw: bytes) -> bytes:
+    """The data set after preamble and file meta (PS3.10 7.1: (0002,0000) gives the group's length)."""
+    return raw[144 + int.from_bytes(raw[140:144], "little"):]
+
+
+def test_large_object_streams_to_disk_and_one_above_the_maximum_is_refused(settings, tmp_path):
+    env = {**os.environ, "DACS_DATA_DIR": str(settings.data_dir), "DACS_DICOM": "127.0.0.1:0",
+           "DACS_DICOM_MAX_OBJECT_BYTES": str(80 << 20), "DACS_DATABASE_URL": settings.database_url}
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        port = int(server.stdout.readline())
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(Verification)
+        assoc = ae.associate("127.0.0.1", port, ae_title="DACS")
+        assert assoc.send_c_echo().Status == 0x0000  # every module loaded: the baseline
+        assoc.release()
+        baseline = _vm(server.pid, "VmHWM")
+        big = _ct(tmp_path / "big.dcm", 64 << 20)
+        too_big = _ct(tmp_path / "too-big.dcm", 96 << 20)
+        started = time.monotonic()
+        assert send(port, [big, too_big]) == [0x0000, OUT_OF_RESOURCES]
+        growth = _vm(server.pid, "VmHWM") - baseline
+        assert growth < 60 << 20, f"peak RSS grew by {growth >> 20} MiB receiving 64 + 96 MiB"
+        assert time.monotonic() - started < 30
+        (item,) = Inbox(settings.inbox_dir).list()
+        stored = Inbox(settings.inbox_dir).read(item.id)
+        assert item.sha256 == hashlib.sha256(stored).hexdigest() and _body(stored) == _body(big.read_bytes())
+        assert not list((settings.inbox_dir / ".incoming").iterdir())  # the refused one left nothing
+    finally:
+        server.stdin.close()
+        server.wait(timeout=20)
