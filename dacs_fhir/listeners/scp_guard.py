@@ -10,9 +10,11 @@ Installed on each accepted association when its connection opens (EVT_CONN_OPEN)
 - closes a connection whose PDU header announces more than a PDU may hold (a length field of 4 GiB
   would otherwise be read into memory).
 
-It relies on three pynetdicom 3.0 internals, checked by tests/integration/test_dicom_hostile.py:
+- ends at once a connection closed before its A-ASSOCIATE-RQ (pynetdicom waits out the ACSE timeout).
+
+It relies on pynetdicom 3.0 internals, checked by tests/integration/test_dicom_hostile.py:
 ``DIMSEServiceProvider.receive_primitive`` / ``.message`` (the message being decoded),
-``ACSE._negotiate_as_acceptor`` and ``AssociationSocket.recv``.
+``ACSE._negotiate_as_acceptor``, ``AssociationSocket.recv`` and ``DULServiceProvider.to_user_queue``.
 """
 from __future__ import annotations
 
@@ -202,9 +204,14 @@ def install_guard(server, inbox: Inbox, settings) -> None:
         _cap_pdu(assoc, pdu_limit)
 
     def on_close(event) -> None:
-        guard = getattr(event.assoc, "_dacs_guard", None)
+        assoc = event.assoc
+        guard = getattr(assoc, "_dacs_guard", None)
         if guard is not None:
             guard.close()
+        if assoc.is_acceptor and assoc.requestor.primitive is None:
+            # closed before its A-ASSOCIATE-RQ: pynetdicom's acceptor would wait out the ACSE timeout
+            # for a request that cannot come, holding a slot; an empty item ends that wait now
+            assoc.dul.to_user_queue.put(None)
 
     server.bind(evt.EVT_CONN_OPEN, on_open)
     server.bind(evt.EVT_CONN_CLOSE, on_close)

@@ -202,3 +202,128 @@ def test_large_object_streams_to_disk_and_one_above_the_maximum_is_refused(setti
     finally:
         server.stdin.close()
         server.wait(timeout=20)
+
+
+# ---- connection and association floods -----------------------------------------------------------
+
+def _associate(port: int, ae_title: str, source: str = "127.0.0.1"):
+    ae = AE(ae_title=ae_title)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = 5
+    return ae.associate("127.0.0.1", port, ae_title="DACS", bind_address=(source, 0))
+
+
+def _rejected_for_local_limit(assoc) -> bool:
+    rsp = assoc.acceptor.primitive
+    return assoc.is_rejected and (rsp.result, rsp.result_source, rsp.diagnostic) == (0x02, 0x03, 0x02)  # PS3.8 9.3.4
+
+
+def _echo_works(port: int, ae_title: str = "MODALITY", source: str = "127.0.0.1") -> bool:
+    assoc = _associate(port, ae_title, source)
+    ok = assoc.is_established and assoc.send_c_echo().Status == 0x0000
+    if assoc.is_established:
+        assoc.release()
+    return ok
+
+
+def _closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+@pytest.fixture
+def stored(settings, corpus):
+    """Start an SCP (allow-list: MODALITY, IDLER, OTHER…) on ``settings`` changed by the keywords and
+    send it one RDSR; returns the handle. Afterwards: that RDSR is still the one item, bytes unchanged."""
+    settings.dicom_allowed_aets = ("MODALITY", "IDLER", "OTHER", "OTHER2", "OTHER3")
+    started = []
+
+    def start(**changes):
+        for name, value in changes.items():
+            setattr(settings, name, value)
+        rec = Recorder()
+        handle = start_scp(settings, rec)
+        started.append(handle)
+        assert send(handle.port, [corpus / RDSR]) == [0x0000]
+        handle.item, handle.kept = rec[0], Inbox(settings.inbox_dir).read(rec[0].id)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()
+    inbox = Inbox(settings.inbox_dir)
+    assert [i.id for i in inbox.list()] == [started[0].item.id] and inbox.read(started[0].item.id) == started[0].kept
+
+
+def test_connections_opened_and_closed_take_no_association_slot(stored):
+    handle = stored()
+    for _ in range(40):
+        socket.create_connection(("127.0.0.1", handle.port)).close()
+    started = time.monotonic()
+    assert _echo_works(handle.port)  # the same address, at once: nothing waits out a timeout
+    assert time.monotonic() - started < 3
+
+
+def test_silent_connections_are_dropped_and_lock_out_no_one(settings, corpus):
+    settings.dicom_acse_timeout = 1.0
+    settings.dicom_allowed_aets = ("MODALITY",)
+    handle = start_scp(settings, Recorder())
+    try:
+        silent = [socket.create_connection(("127.0.0.1", handle.port)) for _ in range(40)]
+        assert _echo_works(handle.port, source="127.0.0.2")  # another peer is served meanwhile
+        started = time.monotonic()
+        assert all(_closed_by_server(s, 4.0) for s in silent)  # no A-ASSOCIATE-RQ within the ACSE timeout
+        assert time.monotonic() - started < 5
+        for s in silent:
+            s.close()
+        assert _echo_works(handle.port)
+    finally:
+        handle.stop()
+
+
+def test_associations_limited_per_address_per_ae_and_in_total_and_idle_ones_released(stored):
+    handle = stored(dicom_max_associations_per_peer=3, dicom_max_associations=5, dicom_network_timeout=2.0)
+    idle = [_associate(handle.port, "IDLER") for _ in range(3)]
+    assert all(a.is_established for a in idle)
+    assert _rejected_for_local_limit(_associate(handle.port, "OTHER"))  # 4th from 127.0.0.1
+    assert _rejected_for_local_limit(_associate(handle.port, "IDLER", "127.0.0.3"))  # 4th of IDLER
+    others = [_associate(handle.port, "MODALITY", "127.0.0.2"), _associate(handle.port, "OTHER2", "127.0.0.4")]
+    assert all(a.is_established for a in others)
+    assert _rejected_for_local_limit(_associate(handle.port, "OTHER3", "127.0.0.5"))  # 6th in all
+    for a in others:
+        a.release()
+    assert _echo_works(handle.port, "MODALITY", "127.0.0.2")  # released slots are free again
+    deadline = time.monotonic() + 8
+    while any(a.is_established for a in idle) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(a.is_established for a in idle), "idle associations outlived the network timeout"
+    assert _echo_works(handle.port, "OTHER")  # 127.0.0.1 is served again
+
+
+def test_a_pdu_length_no_pdu_may_have_closes_the_connection(stored):
+    handle = stored()
+    sock = socket.create_connection(("127.0.0.1", handle.port))
+    sock.sendall(b"\x01\x00" + struct.pack(">I", 0xFFFFFF00) + b"\x00" * 65536)  # A-ASSOCIATE-RQ of ~4 GiB
+    assert _closed_by_server(sock, 2.0)  # long before the ACSE timeout (10 s)
+    sock.close()
+    assert _echo_works(handle.port)
+
+
+def test_pynetdicom_internals_the_guard_relies_on():
+    """Canary: a pynetdicom upgrade that renames these breaks the guard; this fails first, loudly."""
+    from pynetdicom.acse import ACSE
+    from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.dimse_messages import DIMSEMessage
+    from pynetdicom.dul import DULServiceProvider
+    from pynetdicom.transport import AssociationSocket
+
+    assert callable(DIMSEServiceProvider.receive_primitive) and callable(ACSE._negotiate_as_acceptor)
+    assert callable(AssociationSocket.recv) and callable(ACSE.send_reject)
+    msg = DIMSEMessage()
+    assert hasattr(msg, "_data_set_path") and hasattr(msg, "data_set")
+    assert "to_user_queue" in DULServiceProvider.__init__.__code__.co_names
