@@ -514,6 +514,33 @@ def test_inbox_list_and_show_a_received_object(scp, settings, corpus, monkeypatc
     assert _cli(monkeypatch, capsys, settings, "inbox", "show", "dicom/1.2.3.4")[0] == 1
 
 
+@pytest.mark.parametrize("bad", ["../../../etc/passwd", "dicom/..", "dicom/../../../tmp/pwn", "/etc/passwd"])
+def test_inbox_show_and_replay_refuse_ids_outside_the_inbox(settings, monkeypatch, capsys, bad):
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "show", bad)
+    assert rc == 2 and out == ""
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "replay", bad)
+    assert rc == 2 and out == ""
+
+
+def test_inbox_purge_removes_processed_items_past_retention_never_pending_ones(scp, settings, corpus, monkeypatch, capsys):
+    files = [corpus / "rdsr" / "xa-siemens-axiom-artis-zee.dcm", corpus / "rdsr" / "ct-toshiba-aquilion-precision-dosecheck.dcm"]
+    assert send_files(scp.port, files) == [0x0000, 0x0000]
+    done, pending = scp.recorder.items
+    scp.inbox.mark(done.id, "done")
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge")
+    assert rc == 0 and out == ""  # within the 30 days of DACS_INBOX_RETENTION_DAYS
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge", "--older-than", "0", "--dry-run")
+    assert rc == 0 and [line.split("\t")[0] for line in out.splitlines()] == [done.id]
+    assert scp.inbox.read(done.id)  # a dry run removes nothing
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge", "--older-than", "0", "--status", "failed")
+    assert rc == 0 and out == ""
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge", "--older-than", "0")
+    assert rc == 0 and [line.split("\t")[0] for line in out.splitlines()] == [done.id]
+    assert [i.id for i in scp.inbox.list()] == [pending.id] and body(scp.inbox.read(pending.id)) == body(files[1])
+    with pytest.raises(KeyError):
+        scp.inbox.get(done.id)
+
+
 def test_corrupt_object_fails_with_reason_then_replay_after_fix_imports_once(settings, corpus, tmp_path, monkeypatch, capsys):
     needs_pipeline()
     from dacs_fhir import tasks
