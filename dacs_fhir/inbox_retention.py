@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .inbox import DONE, FAILED, INCOMING, JOURNAL_DIR, Inbox, InboxItem, _scan_journal
+from .inbox import DONE, FAILED, INCOMING, JOURNAL_DIR, Inbox, InboxItem
+from .inbox_journal import _scan_journal
 
 DAY = 86400.0
 STALE_SPOOL = DAY  # an .incoming file this old belongs to a receiver that crashed

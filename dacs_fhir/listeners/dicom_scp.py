@@ -151,6 +151,7 @@ class StoreHandler:
                 if incoming.spool is None:  # the spool could not be written (disk full …)
                     raise OSError(incoming.error or "data set not kept")
                 item = self.inbox.put_spool("dicom", incoming.spool, meta=meta)
+                incoming.spool = None  # moved into the inbox: nothing to discard
             else:  # an association without the guard (an SCU's C-GET): the data set is in memory
                 item = self.inbox.put("dicom", event.encoded_dataset(), meta=meta)
         except OSError as exc:  # InboxError: disk full, permissions, …
