@@ -8,7 +8,8 @@ Installed on each accepted association when its connection opens (EVT_CONN_OPEN)
   with A-ASSOCIATE-RJ rejected-transient, service-provider (presentation), local-limit-exceeded
   (PS3.8 §9.3.4: result 2, source 3, reason 2); connections that never associate count for nothing;
 - closes a connection whose PDU header announces more than a PDU may hold (a length field of 4 GiB
-  would otherwise be read into memory).
+  would otherwise be read into memory), and aborts an association whose command set, or data set of
+  a message other than C-STORE, grows past a bound (pynetdicom would hold it all in memory).
 
 - ends at once a connection closed before its A-ASSOCIATE-RQ (pynetdicom waits out the ACSE timeout).
 
@@ -38,7 +39,9 @@ _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*\Z")
 # what real modalities send beside it and is still kept: leading zeros, a signed component (a Philips
 # Allura RDSR of the corpus: "….971.00.-1489…"); anything else (empty components, letters, '/') is refused
 _TOLERATED_UID = re.compile(r"[0-9]+(\.-?[0-9]+)*\Z")
-OTHER_DATASET_LIMIT = 1024 * 1024  # a data set of any other message (C-ECHO has none): more is dropped
+# what a message other than a C-STORE data set may make us hold in memory: more aborts the association
+COMMAND_SET_LIMIT = 64 * 1024  # a command set is a few hundred bytes (PS3.7 §9.3)
+OTHER_DATASET_LIMIT = 1024 * 1024  # a data set of any other message (C-ECHO has none)
 _refs = itertools.count(1)
 
 
@@ -108,17 +111,24 @@ class _Guard:
             self.original(one)
 
     def _filter(self, cx: int, data: bytes) -> list:
-        """The PDV to hand to pynetdicom: a data set fragment's bytes go to the spool instead (PS3.8 E.2:
-        bit 0 of the message control header is 0 for a data set fragment)."""
-        if not data or data[0] & 1:
-            return [cx, data]
+        """The PDV to hand to pynetdicom: a C-STORE data set fragment's bytes go to the spool instead
+        (PS3.8 E.2: bit 0 of the message control header is 0 for a data set fragment). Raising here
+        makes pynetdicom's DUL abort the association (A-ABORT)."""
         msg = self.assoc.dimse.message
+        if not data:
+            return [cx, data]
+        if data[0] & 1:
+            if msg is not None and msg.encoded_command_set.tell() + len(data) > COMMAND_SET_LIMIT:
+                raise ValueError(f"command set larger than {COMMAND_SET_LIMIT} bytes")
+            return [cx, data]
         if msg is not None and type(msg).__name__ == "C_STORE_RQ":
             incoming = getattr(msg, "_dacs_incoming", None) or self._begin(msg, cx)
             incoming.write(bytes(data[1:]))
             return [cx, bytes(data[:1])]
         buffered = msg.data_set.tell() if msg is not None and msg.data_set is not None else 0
-        return [cx, bytes(data[:1])] if buffered + len(data) > OTHER_DATASET_LIMIT else [cx, data]
+        if buffered + len(data) > OTHER_DATASET_LIMIT:
+            raise ValueError(f"data set of a message other than C-STORE larger than {OTHER_DATASET_LIMIT} bytes")
+        return [cx, data]
 
     def _begin(self, msg, cx: int) -> Incoming:
         cs = msg.command_set

@@ -326,6 +326,27 @@ def test_a_pdu_length_no_pdu_may_have_closes_the_connection(stored):
     assert _echo_works(handle.port)
 
 
+@pytest.mark.parametrize("header", [0x01, 0x00], ids=["command-fragments", "dataset-without-command"])
+def test_endless_fragments_outside_a_c_store_data_set_abort_the_association(stored, header):
+    handle = stored()
+    assoc = _associate(handle.port, "MODALITY")
+    assert assoc.is_established
+    cx = assoc.accepted_contexts[0].context_id
+    fragment = bytes([cx, header]) + b"\0" * 100_000  # PS3.8 E.1: context id, message control header, data
+    pdu = b"\x04\x00" + struct.pack(">I", 4 + len(fragment)) + struct.pack(">I", len(fragment)) + fragment
+    sock = assoc.dul.socket.socket
+    deadline = time.monotonic() + 5
+    try:
+        for _ in range(30):  # 3 MB: past the command set (64 KiB) and other data set (1 MiB) bounds
+            sock.sendall(pdu)
+    except OSError:
+        pass  # aborted while sending
+    while assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert assoc.is_aborted
+    assert _echo_works(handle.port)
+
+
 def test_pynetdicom_internals_the_guard_relies_on():
     """Canary: a pynetdicom upgrade that renames these breaks the guard; this fails first, loudly."""
     from pynetdicom.acse import ACSE
