@@ -52,9 +52,9 @@ class Settings:
     # DICOM SCP / SCU (docs/dicom-conformance.md)
     dicom_allowed_aets: tuple[str, ...] = ()  # calling AE titles accepted by the SCP; empty: any
     dicom_max_pdu: int = 131072  # largest P-DATA PDU we receive (0: unlimited)
-    dicom_acse_timeout: float = 30.0
+    dicom_acse_timeout: float = 10.0  # also: a connection that sends no A-ASSOCIATE-RQ this long is dropped
     dicom_dimse_timeout: float = 60.0
-    dicom_network_timeout: float = 120.0
+    dicom_network_timeout: float = 60.0  # an association idle this long is aborted
     dicom_tls_cert: str = ""  # PEM server certificate: the SCP speaks DICOM TLS when set
     dicom_tls_key: str = ""
     dicom_tls_ca: str = ""  # PEM CA bundle: when set, clients must present a certificate it signed
@@ -68,6 +68,12 @@ class Settings:
     http_connection_limit: int = 500  # open connections; beyond it new ones wait in the backlog
     http_backlog: int = 1024  # listen(2) queue
     http_recv_bytes: int = 8192  # bytes read from a socket at once
+    # hostile or broken peers (issue #12 §4): SCP limits, inbox retention (docs/dicom-conformance.md)
+    dicom_max_object_bytes: int = 512 * 1024 * 1024  # larger C-STORE data sets: 0xA700
+    dicom_max_associations: int = 32  # concurrent associations of the SCP
+    dicom_max_associations_per_peer: int = 8  # per calling AE title, and per peer address
+    inbox_retention_days: float = 30.0  # done items older than this are purged (0: kept)
+    inbox_failed_retention_days: float = 90.0  # failed items (0: kept)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -89,9 +95,9 @@ class Settings:
             destinations=tuple(u.strip() for u in env.get("DACS_DESTINATIONS", "").split(",") if u.strip()),
             dicom_allowed_aets=tuple(a.strip() for a in env.get("DACS_DICOM_ALLOWED_AETS", "").split(",") if a.strip()),
             dicom_max_pdu=int(env.get("DACS_DICOM_MAX_PDU", 131072)),
-            dicom_acse_timeout=float(env.get("DACS_DICOM_ACSE_TIMEOUT", 30)),
+            dicom_acse_timeout=float(env.get("DACS_DICOM_ACSE_TIMEOUT", 10)),
             dicom_dimse_timeout=float(env.get("DACS_DICOM_DIMSE_TIMEOUT", 60)),
-            dicom_network_timeout=float(env.get("DACS_DICOM_NETWORK_TIMEOUT", 120)),
+            dicom_network_timeout=float(env.get("DACS_DICOM_NETWORK_TIMEOUT", 60)),
             dicom_tls_cert=env.get("DACS_DICOM_TLS_CERT", ""),
             dicom_tls_key=env.get("DACS_DICOM_TLS_KEY", ""),
             dicom_tls_ca=env.get("DACS_DICOM_TLS_CA", ""),
@@ -104,6 +110,11 @@ class Settings:
             http_connection_limit=int(env.get("DACS_HTTP_CONNECTION_LIMIT", 500)),
             http_backlog=int(env.get("DACS_HTTP_BACKLOG", 1024)),
             http_recv_bytes=int(env.get("DACS_HTTP_RECV_BYTES", 8192)),
+            dicom_max_object_bytes=int(env.get("DACS_DICOM_MAX_OBJECT_BYTES", 512 * 1024 * 1024)),
+            dicom_max_associations=int(env.get("DACS_DICOM_MAX_ASSOCIATIONS", 32)),
+            dicom_max_associations_per_peer=int(env.get("DACS_DICOM_MAX_ASSOCIATIONS_PER_PEER", 8)),
+            inbox_retention_days=float(env.get("DACS_INBOX_RETENTION_DAYS", 30)),
+            inbox_failed_retention_days=float(env.get("DACS_INBOX_FAILED_RETENTION_DAYS", 90)),
         )
 
     @property

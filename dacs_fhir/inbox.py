@@ -1,29 +1,31 @@
 """The raw inbox: every inbound object is kept, durably, before it is processed.
 
-Layout under ``DATA_DIR/inbox``::
+Layout under ``DATA_DIR/inbox`` (folders 0700, files 0600: the bytes are PHI)::
 
-    <kind>/<key[:2]>/<key>.raw          the bytes as received (written once)
-    <kind>/<key[:2]>/<key>.state.json   status, reason, attempts, metadata
+    <kind>/<day>/<key>.raw          the bytes as received (written once, never replaced)
+    <kind>/<day>/<key>.state.json   status, reason, attempts, metadata
+    .incoming/<random>.part         an object still arriving (streamed to disk by the DICOM SCP)
 
-``kind`` is the channel (``dicom``, ``hl7v2``, ``fhir``, ``file``); ``key`` is the
-SHA-256 of the bytes unless the caller gives one (the DICOM SCP keys by SOP
-Instance UID so that a re-sent object overwrites nothing and is found again).
-The raw bytes go to a temporary file that is fsync'd and renamed, then the
-directory is fsync'd: once :meth:`Inbox.put` returns, the object survives a
-crash. The state file is written without fsync: a raw file whose state was lost
-counts as pending, and a lost "done" mark only means the object is processed
-again, which the pipeline treats as a duplicate.
+``kind`` is the channel (``dicom``, ``hl7v2``, ``fhir``, ``file``). The ``key`` is made here, never
+taken from a peer: ``<UTC time to the µs>-<random>`` (time-ordered, unique), so a second object
+under a peer's identifier (a re-sent or forged SOP Instance UID) is a new item and the first stays
+as it was. What a caller passes as ``key`` is kept as metadata (``ref``). Keys of inboxes written
+before (SOP Instance UIDs, SHA-256 digests, under ``<key[:2]>/``) are still read.
 
-A channel that receives many small messages on one connection (HL7 v2) keeps
-them in an append-only journal instead, because creating a file costs more than
-applying a message::
+The raw bytes go to a temporary file that is fsync'd and renamed, then the directory is fsync'd:
+once :meth:`Inbox.put` returns, the object survives a crash. The state file is written without
+fsync: a raw file whose state was lost counts as pending, and a lost "done" mark only means the
+object is processed again, which the pipeline treats as a duplicate.
+
+A channel that receives many small messages on one connection (HL7 v2) keeps them in an append-only
+journal instead, because creating a file costs more than applying a message::
 
     <kind>/journal/<stamp>-<pid>-<random>.jnl   records: header, metadata, bytes
 
-Each record's header holds its status byte, rewritten in place when the message
-is applied; a later mark (failed, replayed) goes to the usual state file, which
-takes precedence. Journal items have keys ``j.<journal>.<offset>`` and are
-listed, shown, read and replayed like the others.
+Each record's header holds its status byte, rewritten in place when the message is applied; a later
+mark (failed, replayed) goes to the usual state file, which takes precedence. Journal items have keys
+``j.<journal>.<offset>`` and are listed, shown, read and replayed like the others (the journal itself:
+:mod:`dacs_fhir.inbox_journal`; retention: :mod:`dacs_fhir.inbox_retention`).
 """
 from __future__ import annotations
 
@@ -32,64 +34,67 @@ import json
 import os
 import re
 import secrets
-import struct
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Optional
 
-PENDING = "pending"
-DONE = "done"
-FAILED = "failed"
-STATUSES = (PENDING, DONE, FAILED)
+from .inbox_items import (
+    DIR_MODE,
+    DONE,
+    FAILED,
+    FILE_MODE,
+    INCOMING,
+    JOURNAL_DIR,
+    PENDING,
+    STATUSES,
+    InboxError,
+    InboxItem,
+    _fsync_dir,
+    _make_dirs,
+)
+from .inbox_journal import JOURNAL_ROTATE, Journal, _read_record, _scan_journal
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+__all__ = ["DIR_MODE", "DONE", "FAILED", "FILE_MODE", "INCOMING", "JOURNAL_DIR", "JOURNAL_ROTATE", "PENDING", "STATUSES",
+           "Inbox", "InboxError", "InboxItem", "Journal", "split_id"]
 
-
-class InboxError(OSError):
-    """The inbox could not store an object (disk full, permissions …)."""
-
-
-@dataclass
-class InboxItem:
-    kind: str
-    key: str
-    status: str = PENDING
-    reason: str = ""
-    attempts: int = 0
-    received: float = 0.0
-    updated: float = 0.0
-    size: int = 0
-    sha256: str = ""
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        return f"{self.kind}/{self.key}"
+_JOURNALS_LOCK = threading.Lock()
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}\Z")
+_KEY = re.compile(r"\d{8}T\d{6}\.\d{6}-[0-9a-f]{10}\Z")  # made by _new_key: its day is its folder
+# keys of earlier inboxes (a SOP Instance UID, a digest) and journal keys: folder key[:2]
+_LEGACY_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*\Z")
 
 
 _STATE_BLOCK = 512
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def split_id(item_id: str) -> tuple[str, str]:
+    """(kind, key) of an item id; ValueError for anything that is not one (``..``, ``a/b/c``, …),
+    so that no id given on a command line or by a peer names a file outside the inbox."""
+    kind, _, key = str(item_id).partition("/")
+    if not _KIND.match(kind) or len(key) > 200 or not (_KEY.match(key) or _LEGACY_KEY.match(key)):
+        raise ValueError(f"not an inbox item id: {item_id[:80]!r}")
+    return kind, key
 
 
-def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+def _new_key(now: float) -> str:
+    """A fresh key: UTC time to the microsecond, then 40 random bits (sorts in arrival order)."""
+    micros = int(now * 1_000_000) % 1_000_000
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime(now))}.{micros:06d}-{secrets.token_hex(5)}"
+
+
+def _write_new(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to a new file at ``path`` through a temporary file renamed into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # the key is new: nothing is there to replace
     except BaseException:
         try:
             os.unlink(tmp)
@@ -98,6 +103,43 @@ def _atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
         raise
     if durable:
         _fsync_dir(path.parent)
+
+
+class Spool:
+    """An object being received, written to ``.incoming`` as it arrives (memory stays bounded);
+    :meth:`Inbox.put_spool` moves it into the inbox, :meth:`discard` drops it."""
+
+    def __init__(self, root: Path):
+        folder = root / INCOMING
+        _make_dirs(folder)
+        fd, name = tempfile.mkstemp(dir=folder, suffix=".part")  # mode 0600
+        self.path = Path(name)
+        self._fh = os.fdopen(fd, "wb")
+        self._sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        self._sha.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def close(self, durable: bool = False) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            if durable:
+                os.fsync(self._fh.fileno())
+            self._fh.close()
+
+    def discard(self) -> None:
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class Inbox:
@@ -109,44 +151,54 @@ class Inbox:
         self._journals: dict[str, Journal] = {}
 
     def _paths(self, kind: str, key: str) -> tuple[Path, Path]:
-        folder = self.root / kind / key[:2]
+        folder = self.root / kind / (key[:8] if _KEY.match(key) else key[:2])
         return folder / f"{key}.raw", folder / f"{key}.state.json"
 
-    @staticmethod
-    def safe_key(key: str) -> str:
-        key = _SAFE.sub("_", key.strip())[:200]
-        if not key:
-            raise ValueError("empty inbox key")
-        return key
+    def _new_item(self, kind: str, size: int, digest: str, key: Optional[str], meta: Optional[dict]) -> tuple[InboxItem, Path]:
+        if not _KIND.match(kind):
+            raise ValueError(f"not an inbox kind: {kind!r}")
+        now = time.time()
+        meta = dict(meta or {})
+        if key:
+            meta.setdefault("ref", str(key))  # the caller's name for it: metadata, never a path
+        item = InboxItem(kind=kind, key=_new_key(now), received=now, updated=now, size=size, sha256=digest, meta=meta)
+        raw = self._paths(kind, item.key)[0]
+        _make_dirs(raw.parent)
+        return item, raw
 
     def put(self, kind: str, data: bytes, key: Optional[str] = None, meta: Optional[dict] = None) -> InboxItem:
-        """Store ``data`` durably and return its item (status ``pending``).
+        """Keep ``data`` durably as a new item (status ``pending``) and return it.
 
-        The same key again replaces the bytes and resets the state to pending
-        (a modality re-sending a corrected object); identical bytes keep their
-        attempts count.
+        Every call makes a new item: an object received twice is kept twice (processing finds the
+        second a duplicate), and nothing received before is ever replaced. ``key``: the caller's
+        reference (a request id), kept as ``meta["ref"]``.
         """
-        digest = hashlib.sha256(data).hexdigest()
-        key = self.safe_key(key or digest)
-        raw, state = self._paths(kind, key)
         try:
-            raw.parent.mkdir(parents=True, exist_ok=True)
-            previous = self._read_state(state)
-            _atomic_write(raw, data, self.durable)
-            now = time.time()
-            item = InboxItem(
-                kind=kind,
-                key=key,
-                status=PENDING,
-                received=now,
-                updated=now,
-                size=len(data),
-                sha256=digest,
-                meta=dict(meta or {}),
-                attempts=previous.attempts if previous and previous.sha256 == digest else 0,
-            )
-            self._write_state(state, item)
+            item, raw = self._new_item(kind, len(data), hashlib.sha256(data).hexdigest(), key, meta)
+            _write_new(raw, data, self.durable)
+            self._write_state(self._paths(kind, item.key)[1], item)
         except OSError as exc:
+            raise InboxError(f"inbox write failed: {exc.strerror or exc}") from exc
+        return item
+
+    def spool(self) -> Spool:
+        """A file to stream an arriving object into (then :meth:`put_spool` or ``discard``)."""
+        try:
+            return Spool(self.root)
+        except OSError as exc:
+            raise InboxError(f"inbox write failed: {exc.strerror or exc}") from exc
+
+    def put_spool(self, kind: str, spool: Spool, meta: Optional[dict] = None) -> InboxItem:
+        """Keep a spooled object as a new item, as :meth:`put` does for bytes (no copy: a rename)."""
+        try:
+            spool.close(durable=self.durable)
+            item, raw = self._new_item(kind, spool.size, spool.sha256, None, meta)
+            os.rename(spool.path, raw)
+            if self.durable:
+                _fsync_dir(raw.parent)
+            self._write_state(self._paths(kind, item.key)[1], item)
+        except OSError as exc:
+            spool.discard()
             raise InboxError(f"inbox write failed: {exc.strerror or exc}") from exc
         return item
 
@@ -173,10 +225,10 @@ class Inbox:
         data = json.dumps(asdict(item), sort_keys=True).encode()
         data += b" " * (-len(data) % _STATE_BLOCK)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
         except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            _make_dirs(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
         try:
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))
@@ -185,6 +237,9 @@ class Inbox:
 
     def journal(self, kind: str) -> "Journal":
         """The append-only journal of ``kind`` (one open file per inbox and kind)."""
+
+        if not _KIND.match(kind):
+            raise ValueError(f"not an inbox kind: {kind!r}")
         with _JOURNALS_LOCK:
             if kind not in self._journals:
                 self._journals[kind] = Journal(self.root / kind / JOURNAL_DIR, kind)
@@ -199,10 +254,15 @@ class Inbox:
         return (path, int(offset)) if offset.isdigit() and path.is_file() else None
 
     def get(self, item_id: str) -> InboxItem:
-        kind, _, key = item_id.partition("/")
+        """The item ``item_id``; KeyError when there is none (or the id is not an inbox id)."""
+        try:
+            kind, key = split_id(item_id)
+        except ValueError:
+            raise KeyError(item_id) from None
         raw, state = self._paths(kind, key)
         item = self._read_state(state)
         if item is None and (ref := self._journal_ref(kind, key)):
+
             with open(ref[0], "rb") as fh:
                 item = _read_record(fh, ref[1], kind, key)[0]
         if item is None:
@@ -214,24 +274,29 @@ class Inbox:
         return item
 
     def read(self, item_id: str) -> bytes:
-        kind, _, key = item_id.partition("/")
+        kind, key = split_id(item_id)
         if ref := self._journal_ref(kind, key):
+
             with open(ref[0], "rb") as fh:
                 return _read_record(fh, ref[1], kind, key)[1]
         return self._paths(kind, key)[0].read_bytes()
 
     def path(self, item_id: str) -> Path:
         """The file holding the item's bytes (for a journal item, its journal)."""
-        kind, _, key = item_id.partition("/")
+        kind, key = split_id(item_id)
         if ref := self._journal_ref(kind, key):
             return ref[0]
         return self._paths(kind, key)[0]
+
+    def state_path(self, item_id: str) -> Path:
+        return self._paths(*split_id(item_id))[1]
 
     def mark(self, item_id: str, status: str, reason: str = "", item: Optional[InboxItem] = None, **meta) -> InboxItem:
         """Record the outcome of processing (``done`` or ``failed`` with a one-line reason); ``item``: the
         item as ``put`` returned it, when nothing else has changed it since (saves reading its state)."""
         if status not in STATUSES:
             raise ValueError(status)
+        split_id(item_id)
         item = self.get(item_id) if item is None else item
         item.status = status
         item.reason = reason.splitlines()[0][:500] if reason else ""
@@ -242,9 +307,14 @@ class Inbox:
         self._write_state(self._paths(item.kind, item.key)[1], item)
         return item
 
+    def kinds(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _KIND.match(p.name) and p.is_dir())
+
     def list(self, status: Optional[str] = None, kind: Optional[str] = None) -> Iterator[InboxItem]:
-        kinds = [kind] if kind else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.exists() else []
-        for k in kinds:
+
+        for k in [kind] if kind else self.kinds():
             for raw in sorted((self.root / k).glob("*/*.raw")):
                 item = self.get(f"{k}/{raw.name[:-4]}")
                 if status is None or item.status == status:
@@ -255,102 +325,6 @@ class Inbox:
                     if status is None or item.status == status:
                         yield item
 
-
-# ---- the journal: HL7 v2 messages appended to one file instead of a file each
-JOURNAL_DIR = "journal"
-JOURNAL_ROTATE = 64 * 1024 * 1024
-_MAGIC = b"\x1eJ1"
-_HEADER = struct.Struct("3sc x10s x6s x17s c")  # magic, status, data length, meta length, received, "\n"
-_STATUS_CODES = {PENDING: b"P", DONE: b"D", FAILED: b"F"}
-_STATUS_NAMES = {v: k for k, v in _STATUS_CODES.items()}
-_JOURNALS_LOCK = threading.Lock()
-
-
-def _read_record(fh, offset: int, kind: str, key: str) -> tuple[InboxItem, bytes, int]:
-    """(item, bytes, offset of the next record) of the record at ``offset``; ValueError when torn."""
-    fh.seek(offset)
-    head = fh.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        raise ValueError("torn journal record")
-    magic, code, dlen, mlen, received, nl = _HEADER.unpack(head)
-    if magic != _MAGIC or nl != b"\n" or code not in _STATUS_NAMES:
-        raise ValueError("not a journal record")
-    meta_raw, data = fh.read(int(mlen)), fh.read(int(dlen))
-    if len(data) != int(dlen):
-        raise ValueError("torn journal record")
-    when = float(received)
-    item = InboxItem(kind=kind, key=key, status=_STATUS_NAMES[code], received=when, updated=when, size=len(data),
-                     sha256=hashlib.sha256(data).hexdigest(), meta=json.loads(meta_raw or b"{}"))
-    return item, data, offset + _HEADER.size + int(mlen) + int(dlen)
-
-
-def _scan_journal(path: Path, kind: str) -> Iterator[InboxItem]:
-    """Every whole record of a journal, oldest first (a record torn by a crash ends the scan)."""
-    offset = 0
-    with open(path, "rb") as fh:
-        while True:
-            try:
-                item, _, nxt = _read_record(fh, offset, kind, f"j.{path.stem}.{offset}")
-            except ValueError:
-                return
-            yield item
-            offset = nxt
-
-
-class Journal:
-    """Append-only file of one kind's raw messages; thread-safe. A record is written with one
-    ``pwrite`` (no file is created per message); :meth:`sync` makes every record so far durable."""
-
-    def __init__(self, folder: Path, kind: str):
-        self.folder, self.kind = folder, kind
-        self._lock = threading.Lock()
-        self._fd: Optional[int] = None
-        self._stem = ""
-        self._size = 0
-
-    def _open(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._stem = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._fd = os.open(self.folder / f"{self._stem}.jnl", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        self._size = 0
-        _fsync_dir(self.folder)
-
-    def append(self, data: bytes, meta: Optional[dict] = None, durable: bool = False) -> InboxItem:
-        """Keep ``data`` (status pending); ``durable``: fsync'd before this returns."""
-        meta = dict(meta or {})
-        meta_raw = json.dumps(meta, sort_keys=True).encode()
-        now = time.time()
-        head = _HEADER.pack(_MAGIC, b"P", b"%010d" % len(data), b"%06d" % len(meta_raw), b"%017.6f" % now, b"\n")
-        try:
-            with self._lock:
-                if self._fd is None or self._size > JOURNAL_ROTATE:
-                    self._open()
-                offset = self._size
-                record = head + meta_raw + data
-                if os.pwrite(self._fd, record, offset) != len(record):
-                    raise OSError("short write to the inbox journal")
-                self._size += len(record)
-                if durable:
-                    os.fdatasync(self._fd)
-                key = f"j.{self._stem}.{offset}"
-        except OSError as exc:
-            raise InboxError(f"inbox journal write failed: {exc.strerror or exc}") from exc
-        return InboxItem(kind=self.kind, key=key, received=now, updated=now, size=len(data),
-                         sha256=hashlib.sha256(data).hexdigest(), meta=meta)
-
-    def set_status(self, key: str, status: str) -> bool:
-        """Rewrite the status byte of a record of the open journal; False for a key of another journal."""
-        stem, _, offset = key[2:].rpartition(".")
-        with self._lock:
-            if stem != self._stem or self._fd is None:
-                return False
-            os.pwrite(self._fd, _STATUS_CODES[status], int(offset) + 3)
-        return True
-
-    def sync(self) -> None:
-        """Make every record written so far durable (before an error answer that promises a replay)."""
-        with self._lock:
-            if self._fd is not None:
-                os.fdatasync(self._fd)
+    def find(self, kind: str, **meta) -> list[InboxItem]:
+        """Items of ``kind`` whose metadata has these values (e.g. ``sop_instance_uid=…``), oldest first."""
+        return [i for i in self.list(kind=kind) if all(i.meta.get(k) == v for k, v in meta.items())]

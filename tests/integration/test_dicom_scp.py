@@ -93,6 +93,12 @@ def send_files(port: int, files: list[Path], ae_title: str = "MODALITY", tls=Non
     return statuses
 
 
+def item_of(inbox: Inbox, uid: str):
+    """The one inbox item received under SOP Instance UID ``uid`` (metadata: never its key)."""
+    (item,) = inbox.find("dicom", sop_instance_uid=str(uid))
+    return item
+
+
 def body(data_or_path) -> bytes:
     """The encoded dataset without preamble and file meta."""
     raw = data_or_path.read_bytes() if isinstance(data_or_path, Path) else data_or_path
@@ -117,9 +123,9 @@ def test_pynetdicom_scu_corpus_stored_raw_by_sop_instance_uid(scp, corpus):
     assert len(scp.recorder.items) == len(files)
     for f in files:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
-        # the key is the C-STORE's Affected SOP Instance UID: from the file meta when sent unparsed
+        # kept under the C-STORE's Affected SOP Instance UID: from the file meta when sent unparsed
         # (one vendor file's meta disagrees with its dataset)
-        item = scp.inbox.get(f"dicom/{ds.file_meta.MediaStorageSOPInstanceUID}")
+        item = item_of(scp.inbox, ds.file_meta.MediaStorageSOPInstanceUID)
         assert item.meta["sop_class"] == ds.SOPClassUID
         assert item.meta["transfer_syntax"] == ds.file_meta.TransferSyntaxUID
         assert item.meta["calling_ae"] == "MODALITY"
@@ -136,11 +142,11 @@ def test_dcmtk_storescu_with_nodelay(scp, corpus):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files}
-    assert {i.key for i in scp.recorder.items} == uids
+    assert {i.meta["sop_instance_uid"] for i in scp.recorder.items} == uids
     assert {i.meta["calling_ae"] for i in scp.recorder.items} == {"STORESCU"}
     for f in files:
         uid = pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
-        assert pydicom.dcmread(scp.inbox.path(f"dicom/{uid}")).SOPInstanceUID == uid
+        assert pydicom.dcmread(scp.inbox.path(item_of(scp.inbox, uid).id)).SOPInstanceUID == uid
 
 
 def _image(tmp_path: Path, syntax, pixel: bytes) -> Path:
@@ -171,7 +177,7 @@ def test_compressed_and_deflated_objects_are_kept_as_sent(scp, tmp_path, syntax)
     path = _image(tmp_path, syntax, pixel)
     assert send_files(scp.port, [path]) == [0x0000]
     uid = pydicom.dcmread(path).SOPInstanceUID
-    stored = scp.inbox.read(f"dicom/{uid}")
+    stored = scp.inbox.read(item_of(scp.inbox, uid).id)
     assert body(stored) == body(path)
     back = pydicom.dcmread(BytesIO(stored))
     assert back.file_meta.TransferSyntaxUID == syntax and float(back.CTDIvol) == 12.5
@@ -185,8 +191,8 @@ def test_non_dicom_payload_is_stored_raw_and_acknowledged(scp, tmp_path):
     path.write_bytes(path.read_bytes()[:offset] + junk)
     uid = pydicom.dcmread(path, stop_before_pixels=True, force=True).file_meta.MediaStorageSOPInstanceUID
     assert send_files(scp.port, [path]) == [0x0000]
-    assert scp.inbox.read(f"dicom/{uid}").endswith(junk)
-    assert [i.key for i in scp.recorder.items] == [uid]
+    assert scp.inbox.read(item_of(scp.inbox, uid).id).endswith(junk)
+    assert [i.meta["sop_instance_uid"] for i in scp.recorder.items] == [uid]
 
 
 def test_inbox_write_failure_answers_out_of_resources(settings, tmp_path, corpus):
@@ -272,7 +278,9 @@ def test_tls_and_mutual_tls(settings, pki, corpus):
             capture_output=True, text=True, timeout=60,
         )
         assert run.returncode == 0, run.stderr[-1500:]
-        assert len(list(Inbox(settings.inbox_dir).list())) == 2  # the first object, re-sent, replaced itself
+        items = list(Inbox(settings.inbox_dir).list())
+        assert len(items) == 3  # the first object, re-sent, is a second item beside the first
+        assert len({i.meta["sop_instance_uid"] for i in items}) == 2 and len({i.sha256 for i in items}) == 2
     finally:
         handle.stop()
 
@@ -444,7 +452,7 @@ def test_killed_mid_stream_every_acknowledged_object_stored_once(settings, corpu
         victim["p"].wait(timeout=30)
         assert 250 <= len(acked) <= 500
         inbox = Inbox(settings.inbox_dir)
-        stored = {i.key for i in inbox.list(kind="dicom")}
+        stored = {i.meta.get("sop_instance_uid") for i in inbox.list(kind="dicom")}
         assert acked <= stored, "an acknowledged object is not in the inbox"
         if worker is None:  # mapping is slower than receiving: the kill left work undone
             assert any(True for _ in inbox.list(status="pending")), "nothing was pending at the kill"
@@ -487,12 +495,40 @@ def test_inbox_list_and_show_a_received_object(scp, settings, corpus, monkeypatc
     f = corpus / "rdsr" / "xa-siemens-axiom-artis-zee.dcm"
     assert send_files(scp.port, [f]) == [0x0000]
     uid = pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID
+    item_id = item_of(scp.inbox, uid).id
     rc, out = _cli(monkeypatch, capsys, settings, "inbox", "list", "--status", "pending")
-    assert rc == 0 and out.split("\t")[:2] == [f"dicom/{uid}", "pending"]
-    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "show", f"dicom/{uid}")
+    assert rc == 0 and out.split("\t")[:2] == [item_id, "pending"]
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "show", item_id)
     shown = json.loads(out)
-    assert rc == 0 and shown["meta"]["calling_ae"] == "MODALITY" and shown["size"] == len(scp.inbox.read(f"dicom/{uid}"))
+    assert rc == 0 and shown["meta"]["calling_ae"] == "MODALITY" and shown["size"] == len(scp.inbox.read(item_id))
     assert _cli(monkeypatch, capsys, settings, "inbox", "show", "dicom/1.2.3.4")[0] == 1
+
+
+@pytest.mark.parametrize("bad", ["../../../etc/passwd", "dicom/..", "dicom/../../../tmp/pwn", "/etc/passwd"])
+def test_inbox_show_and_replay_refuse_ids_outside_the_inbox(settings, monkeypatch, capsys, bad):
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "show", bad)
+    assert rc == 2 and out == ""
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "replay", bad)
+    assert rc == 2 and out == ""
+
+
+def test_inbox_purge_removes_processed_items_past_retention_never_pending_ones(scp, settings, corpus, monkeypatch, capsys):
+    files = [corpus / "rdsr" / "xa-siemens-axiom-artis-zee.dcm", corpus / "rdsr" / "ct-toshiba-aquilion-precision-dosecheck.dcm"]
+    assert send_files(scp.port, files) == [0x0000, 0x0000]
+    done, pending = scp.recorder.items
+    scp.inbox.mark(done.id, "done")
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge")
+    assert rc == 0 and out == ""  # within the 30 days of DACS_INBOX_RETENTION_DAYS
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge", "--older-than", "0", "--dry-run")
+    assert rc == 0 and [line.split("\t")[0] for line in out.splitlines()] == [done.id]
+    assert scp.inbox.read(done.id)  # a dry run removes nothing
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge", "--older-than", "0", "--status", "failed")
+    assert rc == 0 and out == ""
+    rc, out = _cli(monkeypatch, capsys, settings, "inbox", "purge", "--older-than", "0")
+    assert rc == 0 and [line.split("\t")[0] for line in out.splitlines()] == [done.id]
+    assert [i.id for i in scp.inbox.list()] == [pending.id] and body(scp.inbox.read(pending.id)) == body(files[1])
+    with pytest.raises(KeyError):
+        scp.inbox.get(done.id)
 
 
 def test_corrupt_object_fails_with_reason_then_replay_after_fix_imports_once(settings, corpus, tmp_path, monkeypatch, capsys):
@@ -520,15 +556,16 @@ def test_corrupt_object_fails_with_reason_then_replay_after_fix_imports_once(set
         pipeline.tasks.drain()
         rc, out = _cli(monkeypatch, capsys, settings, "inbox", "list", "--status", "failed")
         rows = {line.split("\t")[0]: line.split("\t")[-1] for line in out.splitlines()}
-        assert set(rows) == {f"dicom/{junk_uid}", f"dicom/{good_uid}"} and all(rows.values())
+        junk_id, good_id = item_of(pipeline.inbox, junk_uid).id, item_of(pipeline.inbox, good_uid).id
+        assert set(rows) == {junk_id, good_id} and all(rows.values())
         monkeypatch.setattr(dicom_mapper, "parse", real_parse)  # the fix
         rc, out = _cli(monkeypatch, capsys, settings, "inbox", "replay", "--failed")
         results = {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines()}
-        assert results == {f"dicom/{junk_uid}": "rejected", f"dicom/{good_uid}": "imported"} and rc == 1
-        rc, out = _cli(monkeypatch, capsys, settings, "inbox", "replay", f"dicom/{good_uid}")
+        assert results == {junk_id: "rejected", good_id: "imported"} and rc == 1
+        rc, out = _cli(monkeypatch, capsys, settings, "inbox", "replay", good_id)
         assert rc == 0 and out.split("\t")[1].strip() == "duplicate"
         with pipeline.store.transaction() as tx:
             assert tx.search("Observation", [("code", SUMMARY)]).total == 1
-        assert pipeline.inbox.get(f"dicom/{junk_uid}").reason  # still there, with its reason
+        assert pipeline.inbox.get(junk_id).reason  # still there, with its reason
     finally:
         handle.stop()

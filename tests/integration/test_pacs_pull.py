@@ -123,13 +123,14 @@ def test_move_pulls_the_dose_series_of_the_period(our_settings, orthanc):
     assert summary.studies == len(studies)
     assert summary.series == len(series)
     assert summary.completed == len(sops)
-    assert {i.key for i in got} == sops
+    assert {i.meta["sop_instance_uid"] for i in got} == sops
     assert {(i.meta["calling_ae"], i.meta["move_originator"]) for i in got} == {("TESTPACS", "DACS")}
     assert stages[0] == ("series", len(series)) and len(stages) == len(series) + 1
     # the objects arrive as the PACS holds them: readable, same SOP instance
     inbox = Inbox(our_settings.inbox_dir)
     for uid in sops:
-        assert pydicom.dcmread(inbox.path(f"dicom/{uid}"), stop_before_pixels=True).SOPInstanceUID == uid
+        (item,) = inbox.find("dicom", sop_instance_uid=uid)  # the UID is metadata; the inbox makes the key
+        assert pydicom.dcmread(inbox.path(item.id), stop_before_pixels=True).SOPInstanceUID == uid
 
 
 def test_get_on_the_query_association(our_settings, orthanc):
@@ -141,7 +142,7 @@ def test_get_on_the_query_association(our_settings, orthanc):
     summary = pull(PacsClient(our_settings, orthanc["peer"]), since, modalities=["CT"], method="get", store_handler=handler)
     assert summary.studies == len(studies) >= 1
     assert summary.completed == len(sops) == len(got)
-    assert {i.key for i in got} == sops
+    assert {i.meta["sop_instance_uid"] for i in got} == sops
     assert {i.meta["calling_ae"] for i in got} == {"TESTPACS"}
 
 
@@ -177,5 +178,5 @@ def test_cli_pull_with_its_own_scp(our_settings, orthanc):
     assert f"{len(studies)} studies, {len(series)} dose series: {len(sops)} objects retrieved" in run.stdout, run.stdout + run.stderr
     assert f"received {len(sops)} objects" in run.stdout
     items = list(Inbox(our_settings.inbox_dir).list(kind="dicom"))
-    assert {i.key for i in items} == sops
+    assert {i.meta["sop_instance_uid"] for i in items} == sops
     assert not [i for i in items if i.status == "pending"]
