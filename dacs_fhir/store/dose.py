@@ -149,7 +149,7 @@ def read_back(conn: Connection, references: Iterable[str]) -> list[dict]:
         if ref.count("/") == 1:
             rtype, rid = ref.split("/")
             by_type.setdefault(rtype, []).append(rid)
-    out = []
+    out: list[dict] = []
     for rtype, rids in by_type.items():
         found = conn.execute(select(R.c.content).where(R.c.rtype == rtype, R.c.rid.in_(rids), R.c.content.is_not(None)))
         out.extend(json.loads(c) for c in found.scalars())
