@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Callable, Optional
+from typing import Optional
 from urllib.parse import parse_qsl
 
 from sqlalchemy import and_, bindparam, false, or_, select, text
@@ -14,7 +14,7 @@ from . import errors, searchparams
 from .models import INDEX_TABLES, resource as R
 from .query import compile_query, split_pipe, split_values
 from .raw import Statement, run_pipelined
-from .write_buffer import Row
+from .write_buffer import Flusher, Row, WriteBuffer
 
 Token = tuple[str, str, str, str]  # (rtype, param, code, system)
 
@@ -40,12 +40,11 @@ class Matcher:
 
     token_match: Statement  # one ``identifier=system|value`` criterion
 
-    def __init__(self, conn: Connection, rows: dict[tuple[str, str], Optional[Row]],
-                 flush: Callable[[], None], flush_work: Callable[[], list[tuple]]):
+    def __init__(self, conn: Connection, rows: dict[tuple[str, str], Optional[Row]], flusher: Flusher,
+                 buffer: WriteBuffer):
         self.conn = conn
         self._rows = rows
-        self._flush = flush  # the transaction's pending writes sent (a match must see them)
-        self._flush_work = flush_work  # the same as statements, to send with others
+        self._flusher, self._buffer = flusher, buffer  # the transaction's pending writes, which a match must see
         self._prefetched: dict[tuple[str, str], list[str]] = {}  # (type, query) -> ids, see prefetch
         self._locked: set[int] = set()
 
@@ -62,7 +61,7 @@ class Matcher:
         if not params:
             raise errors.InvalidSearch("a conditional interaction needs search parameters")
         self.lock([f"{rtype}?{query}"])
-        self._flush()
+        run_pipelined(self.conn, self._flusher.work(self.conn, self._buffer))
         token = _single_token(rtype, params)
         if token is not None:  # the usual identifier=system|value: one prepared statement, which also
             # locks (PostgreSQL) and reads the matched rows for the write that usually follows
@@ -88,7 +87,7 @@ class Matcher:
         if len(wanted) < 2:
             run_pipelined(self.conn, work)
             return
-        work += self._flush_work()
+        work += self._flusher.work(self.conn, self._buffer)
         keys = sorted(set(wanted.values()))
         found: dict[Token, list[str]] = {}
         matched = run_pipelined(self.conn, [*work, self._prefetch_statement(keys)])[-1].fetchall()

@@ -50,13 +50,13 @@ class Transaction:
         # writes wait in the buffer until a query reads them or the transaction ends; the flusher is
         # how this database gets them (PostgreSQL: with keys drawn ahead, in one round trip)
         self._buffer = WriteBuffer()
-        self._db: Flusher = PostgresFlusher((keys or KeyPool()).take) if self.postgres else SqliteFlusher()
+        self._flusher: Flusher = PostgresFlusher((keys or KeyPool()).take) if self.postgres else SqliteFlusher()
         self._last: Optional[datetime] = None
         # current rows this transaction has locked or written, by (type, id): a conditional write
         # matches, locks and reads its row in one statement, and the write that follows reuses it
         self._rows: dict[tuple[str, str], Optional[Row]] = {}  # None: minted here, not yet written
         self._matcher: Matcher = (PostgresMatcher if self.postgres else SqliteMatcher)(
-            conn, self._rows, self.flush, self._flush_work)
+            conn, self._rows, self._flusher, self._buffer)
         # what this transaction changed, by (type, id): (version before it, version now, method)
         self._changes: dict[tuple[str, str], tuple[Optional[int], int, str]] = {}
 
@@ -88,13 +88,9 @@ class Transaction:
 
     # ---- the write buffer
     def flush(self) -> None:
-        """Insert new resource rows, delete stale index rows, insert the pending version and index rows."""
-        run_pipelined(self.conn, self._flush_work())
-
-    def _flush_work(self) -> list[tuple]:
-        """The writes of ``flush`` as statements to send with whatever else the caller has to send
-        (PostgreSQL: one of deletes, one of inserts; SQLite runs them at once and returns none)."""
-        return self._db.work(self.conn, self._buffer)
+        """Insert new resource rows, delete stale index rows, insert the pending version and index rows
+        (PostgreSQL: one statement of deletes and one of inserts, in one round trip)."""
+        run_pipelined(self.conn, self._flusher.work(self.conn, self._buffer))
 
     def _clock(self) -> datetime:
         """Version timestamps, strictly increasing within the transaction (history order)."""
@@ -114,10 +110,10 @@ class Transaction:
     def _row(self, rtype: str, rid: str, lock: bool = False) -> Optional[Row]:
         if (rtype, rid) in self._rows:
             return self._rows[(rtype, rid)]
-        stmt = self._db.row_for_update if lock else self._db.row
+        stmt = self._flusher.row_for_update if lock else self._flusher.row
         found = stmt.execute(self.conn, {"rtype": rtype, "rid": rid}).fetchone()
         row = Row(*found) if found is not None else None
-        if row is not None and (lock or self._db.reads_are_locked):
+        if row is not None and (lock or self._flusher.reads_are_locked):
             self._rows[(rtype, rid)] = row
         return row
 
@@ -207,7 +203,7 @@ class Transaction:
         self._matcher.forget()  # a write may change what a criterion matches
         now, version = self._clock(), current.version + 1
         self._buffer.drop_index(current.pk, rtype)
-        self._db.update_row(self.conn, self._buffer, current.pk,
+        self._flusher.update_row(self.conn, self._buffer, current.pk,
                             dict(version=version, last_updated=now, deleted=True, content=None))
         self._rows[(rtype, rid)] = Row(current.pk, version, True, None)
         self._buffer.versions.append(dict(res_pk=current.pk, version=version, rtype=rtype, rid=rid,
@@ -224,16 +220,16 @@ class Transaction:
         stored = {"resourceType": rtype, "id": rid, "meta": meta, **body}
         content = compact(stored)
         if current is None:
-            pk = self._db.insert_row(self.conn, self._buffer, dict(
+            pk = self._flusher.insert_row(self.conn, self._buffer, dict(
                 rtype=rtype, rid=rid, version=version, last_updated=now, deleted=False, content=content))
         else:
             pk = current.pk
-            self._db.update_row(self.conn, self._buffer, pk,
+            self._flusher.update_row(self.conn, self._buffer, pk,
                                 dict(version=version, last_updated=now, deleted=False, content=content))
         self._rows[(rtype, rid)] = Row(pk, version, False, content)
         index = searchparams.extract(rtype, stored, res_pk=pk, rtype=rtype)
         if current is not None and not current.deleted:
-            index = self._db.reindex(self._buffer, pk, rtype, current.content, index)
+            index = self._flusher.reindex(self._buffer, pk, rtype, current.content, index)
         self._buffer.add(pk, dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                   method=method, content=content), index)
         self._changed(rtype, rid, current.version if current is not None else None, version, method)
@@ -313,9 +309,9 @@ class Transaction:
         if references:
             self.flush()  # resources named by reference are read back, from this transaction's writes
             written += dose.read_back(self.conn, references)
-        deletes, writes = self._db.parts(self.conn, self._buffer)
+        deletes, writes = self._flusher.parts(self.conn, self._buffer)
         dose_deletes, dose_writes = dose.record_parts(self.conn, report, kept or report, kept_json, written)
-        run_pipelined(self.conn, self._db.combine(deletes + dose_deletes, writes + dose_writes))
+        run_pipelined(self.conn, self._flusher.combine(deletes + dose_deletes, writes + dose_writes))
 
     def dose_reports_for_study(self, study_uid: str, lock: bool = False) -> list[dict]:
         """The kept domain reports (``kept_json`` of ``record_dose_report``) of a study, oldest first;
