@@ -147,7 +147,7 @@ class Pipeline:
             response = tx.process_bundle(bundle, validate=False, flush=False)
             written = _written(bundle, response)
             stored = [e["resource"] for e in response.get("entry", []) if "resource" in e]
-            tx.record_dose_report(merged, report, stored, dumped=mine)  # also keeps `report` for later merges
+            tx.record_dose_report(merged, kept=report, kept_json=mine, resources=stored)  # kept: for later merges
             status = UPDATED if any(r.kind == report.kind for r in earlier) else IMPORTED
             outcome = Outcome(status, study_uid=report.study.instance_uid, resources=sorted(set(written.values())), report=merged)
         if self.settings.destinations:

@@ -8,7 +8,8 @@ from . import errors
 from .searching import SearchResult
 from .searchparams import PARAMS as SEARCH_PARAMETERS
 from .store import Store
-from .transaction import Change, History, HistoryEntry, Outcome, Transaction
+from .results import Change, History, HistoryEntry, Outcome
+from .transaction import Transaction
 
 __all__ = ["Store", "Transaction", "Change", "Outcome", "History", "HistoryEntry", "SearchResult", "SEARCH_PARAMETERS",
            "errors"]

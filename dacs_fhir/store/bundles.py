@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import orjson
 
 from . import errors, validation
-from .transaction import Outcome, Transaction, new_id
+from .results import Outcome, new_id
+
+if TYPE_CHECKING:  # the transaction imports this module
+    from .transaction import Transaction
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 404: "Not Found", 409: "Conflict",

@@ -1,5 +1,6 @@
 """Dose analytics tables filled from the domain model, so statistics (DRLs, cumulative dose per
-patient) are plain SQL; and the domain reports kept per study for re-merging."""
+patient) are plain SQL; and the domain reports kept per study for re-merging (their JSON form is
+made by the caller: the store knows nothing of mappers)."""
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,7 @@ from ..domain import DoseReport, IrradiationEvent
 from ..jsontext import compact
 from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
-from .raw import ArrayInsert, Statement, run_pipelined
+from .raw import ArrayInsert, Statement
 
 
 LOINC_DOSE_SUMMARY = "73569-6"  # RDS IG radiation-dose-summary Observation.code
@@ -40,33 +41,20 @@ def patient_key(report: DoseReport) -> Optional[str]:
     return hashlib.sha256(f"{p.issuer}|{p.id}".encode()).hexdigest() if p.id else None
 
 
-def record(conn: Connection, report: DoseReport, summary=None, events=None, dumped: Optional[dict] = None) -> None:
-    """Replace the analytics rows of ``report``'s (study, kind, device) with its current values.
+def record_parts(conn: Connection, report: DoseReport, kept: DoseReport, kept_json: dict,
+                 resources: Iterable[dict] = ()) -> tuple[list[tuple], list[tuple]]:
+    """Statements replacing the analytics rows of ``report``'s (study, kind, device) with its current
+    values, and keeping ``kept`` (a study's object's own report, ``kept_json`` its JSON form) for later
+    merges; ``resources``: the FHIR resources written for the report, whose references the rows carry.
 
-    ``summary``/``events`` are the FHIR resources written for the report (dicts, ``Type/id``
-    strings or a fullUrl -> ``Type/id`` map); a DoseReport given as ``summary`` is the source
-    report to keep for later merges (otherwise ``report`` itself is kept).
-    """
-    run_pipelined(conn, record_statements(conn, report, summary, events, dumped))
-
-
-def record_statements(conn: Connection, report: DoseReport, summary=None, events=None,
-                      dumped: Optional[dict] = None) -> list[tuple]:
-    """The statements of ``record``, as (SQL, parameters) to run in order (``raw.run_pipelined``)."""
-    deletes, writes = record_parts(conn, report, summary, events, dumped)
-    return deletes + writes
-
-
-def record_parts(conn: Connection, report: DoseReport, summary=None, events=None,
-                 dumped: Optional[dict] = None) -> tuple[list[tuple], list[tuple]]:
-    """The statements of ``record`` as (deletes, writes): the three deletes of the rows the report
-    replaces, then the study upsert, three inserts and the kept-report upsert. The deletes only
-    remove rows that were there before, and the writes touch none of them, so on PostgreSQL each
-    part can be one statement (``raw.in_one``). There the totals and events are one array INSERT
-    each, and all of it can share one round trip with the transaction's other writes."""
+    As (deletes, writes): the three deletes of the rows the report replaces, then the study upsert,
+    three inserts and the kept-report upsert. The deletes only remove rows that were there before,
+    and the writes touch none of them, so on PostgreSQL each part can be one statement
+    (``raw.in_one``). There the totals and events are one array INSERT each, and all of it can share
+    one round trip with the transaction's other writes."""
     study_uid = report.study.instance_uid
     device_key = report.device.key[:255]
-    refs = _references(_resources(conn, summary, events))
+    refs = _references(resources)
     scope = dict(study_uid=study_uid, kind=report.kind, device_key=device_key)
     s, d = report.study, report.device
     study = dict(study_uid=study_uid, patient_key=patient_key(report), patient_ref=refs.get("patient_ref"),
@@ -79,13 +67,8 @@ def record_parts(conn: Connection, report: DoseReport, summary=None, events=None
                        event_count=len(report.events) or len(report.administrations), summary_ref=refs.get("summary"))
     totals = [dict(scope, **t) for t in _totals(report)]
     rows = [_event_row(study_uid, report.kind, device_key, ev, refs) for ev in report.events]
-    kept = summary if isinstance(summary, DoseReport) else report
-    if dumped is None:
-        from ..mappers import report_json
-
-        dumped = report_json.dump(kept)
     kept_row = dict(study_uid=kept.study.instance_uid, sop_instance_uid=kept.sop_instance_uid, kind=kept.kind,
-                    recorded=_now(), content=compact(dumped))
+                    recorded=_now(), content=compact(kept_json))
     postgres = conn.dialect.name == "postgresql"
     # a study seen before: its rows of this kind and device are replaced
     deletes = [stmt.bind(conn, scope) for stmt in _DELETE_SCOPE]
@@ -159,25 +142,14 @@ def _event_row(study_uid: str, kind: str, device_key: str, ev: IrradiationEvent,
                 **{col: _event_value(ev, code) for col, code in EVENT_VALUES.items()})
 
 
-def _resources(conn: Connection, summary, events) -> list[dict]:
-    """The FHIR resources written for the report, loaded from this transaction when given as references."""
-    items: list = []
-    for part in (summary, events):
-        if isinstance(part, dict) and "resourceType" in part:
-            items.append(part)
-        elif isinstance(part, dict):
-            items.extend(part.values())
-        elif isinstance(part, (list, tuple)):
-            items.extend(part)
-    out, wanted = [], []
-    for item in items:
-        if isinstance(item, dict) and "resourceType" in item:
-            out.append(item)
-        elif isinstance(item, str) and item.count("/") == 1:
-            wanted.append(tuple(item.split("/")))
+def read_back(conn: Connection, references: Iterable[str]) -> list[dict]:
+    """The current resources named by ``Type/id`` references (written in this transaction and flushed)."""
     by_type: dict[str, list[str]] = {}
-    for rtype, rid in wanted:
-        by_type.setdefault(rtype, []).append(rid)
+    for ref in references:
+        if ref.count("/") == 1:
+            rtype, rid = ref.split("/")
+            by_type.setdefault(rtype, []).append(rid)
+    out: list[dict] = []
     for rtype, rids in by_type.items():
         found = conn.execute(select(R.c.content).where(R.c.rtype == rtype, R.c.rid.in_(rids), R.c.content.is_not(None)))
         out.extend(json.loads(c) for c in found.scalars())
@@ -202,21 +174,5 @@ def _references(resources: Iterable[dict]) -> dict:
     return refs
 
 
-def keep_report(conn: Connection, report: DoseReport, dumped: Optional[dict] = None) -> None:
-    """Keep the serialized domain report (``mappers.report_json``; ``dumped`` when the caller has it)
-    for later merges of its study."""
-    if dumped is None:
-        from ..mappers import report_json
-
-        dumped = report_json.dump(report)
-    row = dict(study_uid=report.study.instance_uid, sop_instance_uid=report.sop_instance_uid, kind=report.kind,
-               recorded=_now(), content=compact(dumped))
-    (_UPSERT_REPORT_PG if conn.dialect.name == "postgresql" else _UPSERT_REPORT_SQLITE).execute(conn, row)
-
-
 REPORTS_FOR_STUDY = Statement(select(dose_report.c.content).where(dose_report.c.study_uid == bindparam("uid"))
                                .order_by(dose_report.c.recorded, dose_report.c.sop_instance_uid))
-
-
-def reports_for_study(conn: Connection, study_uid: str) -> list[dict]:
-    return [json.loads(c) for (c,) in REPORTS_FOR_STUDY.execute(conn, {"uid": study_uid}).fetchall()]

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Optional
 
 import pytest
 from sqlalchemy import select
 
 from dacs_fhir import domain as d
+from dacs_fhir.mappers import report_json
 from dacs_fhir.store import Store
 from dacs_fhir.store.models import dose_study, dose_summary, dose_total, irradiation_event
 
@@ -32,6 +34,11 @@ def ct_report(sop: str, dlps: list[float], serial: str = "SN1") -> d.DoseReport:
         accumulated=(d.AccumulatedDose(measurements=(m("113813", sum(dlps), "mGy.cm"), m("113812", len(dlps), "{events}"))),))
 
 
+def record(tx, report: d.DoseReport, kept: Optional[d.DoseReport] = None, **written) -> None:
+    """``tx.record_dose_report`` as the pipeline calls it: ``kept`` (default ``report``) with its JSON form."""
+    tx.record_dose_report(report, kept=kept, kept_json=report_json.dump(kept or report), **written)
+
+
 def rows(store, table, *where):
     with store.engine.connect() as conn:
         return conn.execute(select(table).where(*where)).mappings().all()
@@ -43,7 +50,7 @@ def test_analytics_rows_follow_the_report(store):
     events = [{"resourceType": "Observation", "id": f"ev-{i}", "identifier": [{"value": f"urn:oid:1.2.3.100.{i}"}]}
               for i in range(2)] + [{"resourceType": "Patient", "id": "pat-1"}]
     with store.transaction() as tx:
-        tx.record_dose_report(report, summary, events)
+        record(tx, report, resources=[summary, *events])
     study = rows(store, dose_study)[0]
     assert study["study_uid"] == STUDY and study["patient_ref"] == "Patient/pat-1"
     assert study["patient_key"] and "PID-1" not in study["patient_key"]  # pseudonymous
@@ -57,24 +64,22 @@ def test_analytics_rows_follow_the_report(store):
 
 def test_a_new_report_of_the_study_replaces_its_rows(store):
     with store.transaction() as tx:
-        tx.record_dose_report(ct_report("1.2.3.100", [400.0]))
+        record(tx, ct_report("1.2.3.100", [400.0]))
     with store.transaction() as tx:
-        tx.record_dose_report(ct_report("1.2.3.101", [400.0, 100.0]))
+        record(tx, ct_report("1.2.3.101", [400.0, 100.0]))
     assert len(rows(store, irradiation_event)) == 2
     assert [r["value"] for r in rows(store, dose_total, dose_total.c.code == "113813")] == [500.0]
     with store.transaction() as tx:  # another device in the same study keeps its own rows
-        tx.record_dose_report(ct_report("1.2.3.102", [50.0], serial="SN2"))
+        record(tx, ct_report("1.2.3.102", [50.0], serial="SN2"))
     assert len(rows(store, dose_summary)) == 2
 
 
 def test_kept_reports_round_trip(store):
-    from dacs_fhir.mappers import report_json
-
     first, second = ct_report("1.2.3.100", [400.0]), ct_report("1.2.3.101", [10.0])
     with store.transaction() as tx:
-        tx.record_dose_report(first)
-    with store.transaction() as tx:  # the pipeline's call: merged report, source report, fullUrl -> Type/id
-        tx.record_dose_report(first, second, {"urn:uuid:x": "Patient/none"})
+        record(tx, first)
+    with store.transaction() as tx:  # merged report, source report, references to read back
+        record(tx, first, second, references=["Patient/none"])
     with store.transaction() as tx:
         kept = tx.dose_reports_for_study(STUDY)
         assert tx.dose_reports_for_study("9.9.9") == []
@@ -82,14 +87,13 @@ def test_kept_reports_round_trip(store):
 
 
 def test_written_references_are_read_back_from_the_store(store):
-    """The pipeline passes {fullUrl: "Type/id"}: the summary and event Observations are found by content."""
+    """Resources given as ``Type/id`` references: the summary and event Observations are found by content."""
     report = ct_report("1.2.3.200", [75.0])
     with store.transaction() as tx:
         summary = tx.create({"resourceType": "Observation", "status": "final",
                              "code": {"coding": [{"system": "http://loinc.org", "code": "73569-6"}]}}).resource
         event = tx.create({"resourceType": "Observation", "status": "final", "code": {"text": "event"},
                            "identifier": [{"system": "urn:dicom:uid", "value": "urn:oid:1.2.3.200.0"}]}).resource
-        tx.record_dose_report(report, report, {"urn:uuid:a": f"Observation/{summary['id']}",
-                                               "urn:uuid:b": f"Observation/{event['id']}"})
+        record(tx, report, report, references=[f"Observation/{summary['id']}", f"Observation/{event['id']}"])
     assert rows(store, dose_summary)[0]["summary_ref"] == f"Observation/{summary['id']}"
     assert rows(store, irradiation_event)[0]["observation_ref"] == f"Observation/{event['id']}"

@@ -108,6 +108,7 @@ def test_dose_report_rows(store):
     from datetime import datetime
 
     from dacs_fhir import domain as d
+    from dacs_fhir.mappers import report_json
 
     study = f"2.25.{uuid.uuid4().int}"
     report = d.DoseReport(
@@ -118,7 +119,7 @@ def test_dose_report_rows(store):
         accumulated=(d.AccumulatedDose(measurements=(
             d.Measurement(d.Concept("DCM", "113813"), d.Quantity(321.0, "mGy.cm")),)),))
     with store.transaction() as tx:
-        tx.record_dose_report(report)
+        tx.record_dose_report(report, kept_json=report_json.dump(report))
     with store.engine.connect() as conn:
         dlp = conn.execute(text("SELECT value FROM dose_total WHERE study_uid = :s AND code = '113813'"), {"s": study}).scalar()
         events = conn.execute(text("SELECT dlp FROM irradiation_event WHERE study_uid = :s"), {"s": study}).scalars().all()
@@ -132,6 +133,7 @@ def test_a_report_recorded_again_replaces_its_rows_in_one_round_trip(store, monk
     from datetime import datetime
 
     from dacs_fhir import domain as d
+    from dacs_fhir.mappers import report_json
     from dacs_fhir.store import raw
 
     study = f"2.25.{uuid.uuid4().int}"
@@ -154,11 +156,13 @@ def test_a_report_recorded_again_replaces_its_rows_in_one_round_trip(store, monk
         return real(conn, statements, *args)
 
     with store.transaction() as tx:
-        tx.record_dose_report(report(100.0, 3))
+        first = report(100.0, 3)
+        tx.record_dose_report(first, kept_json=report_json.dump(first))
     monkeypatch.setattr("dacs_fhir.store.transaction.run_pipelined", spy)
     with store.transaction() as tx:
         tx.create({"resourceType": "Device", "manufacturer": "ACME"})
-        tx.record_dose_report(report(50.0, 2))
+        second = report(50.0, 2)
+        tx.record_dose_report(second, kept_json=report_json.dump(second))
     assert len(sent) == 1 and len(sent[0]) == 2
     assert all(sql.startswith("WITH ") for sql in sent[0])
     assert "DELETE FROM irradiation_event" in sent[0][0] and "INSERT INTO resource " in sent[0][1]
