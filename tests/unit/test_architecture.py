@@ -118,8 +118,7 @@ BROKEN_NOW = "broken by the code before issue 12 is merged; flip to a plain test
 @pytest.mark.parametrize("rule", [
     pytest.param(PURE_MAPPERS, id="mappers-are-pure"),
     pytest.param(LISTENERS, id="listeners-never-map"),
-    pytest.param(STORE, id="store-imports-no-mappers-or-listeners", marks=pytest.mark.xfail(
-        strict=True, reason=f"store/dose.py imports mappers.report_json; {BROKEN_NOW}")),
+    pytest.param(STORE, id="store-imports-no-mappers-or-listeners"),
     pytest.param(DELIVERY, id="delivery-imports-no-listeners", marks=pytest.mark.xfail(
         strict=True, reason=f"delivery/destinations.py takes MLLP framing from listeners/mllp.py; {BROKEN_NOW}")),
     pytest.param(PACS, id="pacs-imports-no-listeners", marks=pytest.mark.xfail(
@@ -140,8 +139,8 @@ def test_fhir_resources_are_built_only_in_mappers() -> None:
 
 def test_rules_see_forbidden_imports() -> None:
     """The import reader itself: relative, deferred and package imports are all resolved."""
-    assert "dacs_fhir.mappers.report_json" in imports("dacs_fhir.store.dose")  # deferred, inside a function
-    assert "dacs_fhir.mappers.report_json" not in imports("dacs_fhir.store.dose", module_level=True)
+    assert "dacs_fhir.mappers.dicom" in imports("dacs_fhir.pipeline")  # deferred, inside a function
+    assert "dacs_fhir.mappers.dicom" not in imports("dacs_fhir.pipeline", module_level=True)
     assert "dacs_fhir.codes" in imports("dacs_fhir.mappers.fhir")  # from .. import codes as c
     assert "dacs_fhir.domain" in imports("dacs_fhir.mappers.fhir")  # from ..domain import DoseReport
     assert "pydicom" in imports("dacs_fhir.mappers.dicom")
@@ -227,7 +226,7 @@ def test_no_import_cycles_but_the_known_ones() -> None:
 
 
 # cycles that are gone: their test must keep passing
-BROKEN_CYCLES_FIXED = {"pipeline-tasks-delivery"}
+BROKEN_CYCLES_FIXED = {"pipeline-tasks-delivery", "transaction-bundles"}
 
 
 @pytest.mark.parametrize("name", [
