@@ -71,6 +71,8 @@ class NullStore:
     """Stands in for the store: the inbound path up to the FHIR Bundle, nothing written."""
 
     class _Tx:
+        changes: list = []
+
         def search(self, *a, **k):
             from types import SimpleNamespace
 
@@ -123,9 +125,11 @@ def send_feed(port: int, messages: list[bytes], expected: bytes, path: Path) -> 
 
 
 def bench_adt(n: int, mode: str, work: Path, obx: bool = True, enhanced: bool = False) -> tuple[float, str]:
+    from dacs_fhir.config import Settings
     from dacs_fhir.hl7v2.receiver import Receiver
     from dacs_fhir.inbox import Inbox
     from dacs_fhir.listeners.mllp import start_mllp
+    from dacs_fhir.pipeline import Pipeline
 
     work.mkdir(parents=True, exist_ok=True)
     inbox = Inbox(work / "inbox")
@@ -136,7 +140,8 @@ def bench_adt(n: int, mode: str, work: Path, obx: bool = True, enhanced: bool = 
         store.upgrade()
     else:
         store = NullStore()
-    receiver = Receiver(store, inbox)
+    settings = Settings.from_env({"DACS_DATA_DIR": str(work / "data")})
+    receiver = Receiver(Pipeline(settings, store=store, inbox=inbox))
     handler = receiver.handle
 
     messages = adt_messages(n, obx, enhanced)

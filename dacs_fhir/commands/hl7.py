@@ -24,13 +24,9 @@ def _failed(args) -> int:
 def _replay(args) -> int:
     from ..config import Settings
     from ..hl7v2.receiver import Receiver
-    from ..inbox import Inbox
-    from ..store import Store
+    from ..pipeline import Pipeline
 
-    settings = Settings.from_env()
-    store = Store(settings.database_url)
-    store.upgrade()
-    receiver = Receiver(store, Inbox(settings.inbox_dir))
+    receiver = Receiver(Pipeline(Settings.from_env()))
     failed = 0
     for item_id in args.ids:
         item_id = item_id if "/" in item_id else f"hl7v2/{item_id}"
