@@ -19,8 +19,9 @@ from ..inbox import DONE, FAILED, InboxError
 from ..mappers.hl7v2.adt import patient_bundle, prior_identifiers
 from ..mappers.hl7v2.datatypes import identifier_criterion
 from ..mappers.hl7v2.orders import order_bundle
+from ..store.errors import PreconditionFailed
 from .ack import accept_ack_type, acknowledge, build_ack, encode_ack
-from .errors import (APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY, UNKNOWN_KEY_IDENTIFIER, UNSUPPORTED_EVENT_CODE,
+from .errors import (APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY, UNSUPPORTED_EVENT_CODE,
                      UNSUPPORTED_MESSAGE_TYPE, ContentError, Hl7Error, Location, MessageRejected, SenderRefused)
 from .message import Inbound, decode, header_fields
 from .senders import SenderPolicy
@@ -229,64 +230,97 @@ def apply_order(tx, inb: Inbound) -> None:
 
 def apply_merge(tx, inb: Inbound) -> None:
     """ADT^A40 (HL7 v2.5.1 §3.3.40): re-point dose records to the surviving Patient, retire the prior one."""
-    prior = prior_identifiers(inb)
-    response = _apply_bundle(tx, patient_bundle(inb))
-    survivor = _location_ref(response["entry"][0])
-    if not survivor:
-        raise ContentError("surviving patient not stored", UNKNOWN_KEY_IDENTIFIER, Location("PID", 1, 3, 1, 1))
-    olds = [p for p in _patients_by_identifier(tx, prior) if f"Patient/{p['id']}" != survivor]
+    pid, olds = _apply_bundle(tx, patient_bundle(inb), prior=prior_identifiers(inb))
     if not olds:
         log.info("ADT^A40 %s: prior patient not known here, nothing to merge", inb.control_id)
         return
+    survivor = f"Patient/{pid}"
     for old in olds:
         old_ref = f"Patient/{old['id']}"
         for rtype in DOSE_RECORD_TYPES:
             for res in _search_all(tx, rtype, [("patient", old_ref)]):
-                tx.update(rtype, res["id"], _rewrite_refs(res, old_ref, survivor))
+                tx.update(rtype, res["id"], _rewrite_refs(res, old_ref, survivor), validate=False)
         old = dict(old, active=False)
         old["link"] = [link for link in old.get("link", []) if link.get("type") != "replaced-by"]
         old["link"].append({"other": {"reference": survivor}, "type": "replaced-by"})
-        tx.update("Patient", old["id"], old)
-    kept = tx.read("Patient", survivor.split("/")[1])
-    links = kept.get("link", [])
-    for old in olds:
-        ref = f"Patient/{old['id']}"
-        if not any(link.get("other", {}).get("reference") == ref for link in links):
-            links.append({"other": {"reference": ref}, "type": "replaces"})
-    kept["link"] = links
-    tx.update("Patient", kept["id"], kept)
+        tx.update("Patient", old["id"], old, validate=False)
 
 
-def _apply_bundle(tx, bundle: dict) -> dict:
-    """Apply a mapped transaction; the Patient entry updates an existing Patient found by any identifier."""
-    entry = bundle["entry"][0]
+def _apply_bundle(tx, bundle: dict, prior: list[dict] | tuple = ()) -> tuple[str, list[dict]]:
+    """Write a mapped transaction Bundle (Patient first, then conditional entries) straight through the
+    transaction; returns the Patient's id and the other Patients holding a ``prior`` identifier (A40).
+
+    The Patient updates an existing Patient found by any of its identifiers. Every criterion (the
+    Patient's identifiers, the prior ones, each entry's conditional query) is matched in one statement
+    before anything is written; the Patient is written once (with its ``replaces`` links on a merge).
+    The mapping builds each value through typed conversions, tested against the R4 models on every
+    corpus message: the store's model validation, which costs more than the write, is skipped."""
+    entry, rest = bundle["entry"][0], bundle["entry"][1:]
     patient = entry["resource"]
-    found = _patients_by_identifier(tx, patient["identifier"])
+    mine = [identifier_criterion(i["system"], i["value"]) for i in patient["identifier"]]
+    theirs = [identifier_criterion(i["system"], i["value"]) for i in prior]
+    queries = [(e["resource"]["resourceType"], e["request"].get("ifNoneExist") or e["request"]["url"].partition("?")[2])
+               for e in rest]
+    tx.prefetch_matches([("Patient", q) for q in mine + theirs] + queries)
+    # every match comes before the first write (a write drops what was matched ahead)
+    found = _patients(tx, mine)
+    matched = [tx.match(rtype, query) for rtype, query in queries]
     if found:
         target = next((p for p in found if p.get("active", True)), found[0])
-        entry["resource"] = _merged_patient(target, patient)
-        entry["request"] = {"method": "PUT", "url": f"Patient/{target['id']}"}
-        entry["resource"]["id"] = target["id"]
-        bundle["entry"][1:] = _rewrite_refs(bundle["entry"][1:], entry["fullUrl"], f"Patient/{target['id']}")
-    # the mapping builds each value through typed conversions (tested against the R4 models on every
-    # corpus message): the store skips its model validation here, which costs more than the write
-    return tx.process_bundle(bundle, validate=False)
+        pid, resource = target["id"], _merged_patient(target, patient)
+    else:
+        pid, resource = tx.mint("Patient"), dict(patient)
+    olds = [p for p in _patients(tx, theirs) if p["id"] != pid] if theirs else []
+    if olds:
+        links = list(resource.get("link", []))
+        for old in olds:
+            ref = f"Patient/{old['id']}"
+            if not any(link.get("other", {}).get("reference") == ref for link in links):
+                links.append({"other": {"reference": ref}, "type": "replaces"})
+        resource["link"] = links
+    tx.update("Patient", pid, {**resource, "id": pid}, validate=False)
+    ref = f"Patient/{pid}"
+    for e, (rtype, query), ids in zip(rest, queries, matched):
+        res = _rewrite_refs(e["resource"], entry["fullUrl"], ref)
+        if e["request"]["method"] == "POST":  # conditional create: a replay adds nothing
+            if not ids:
+                tx.create(res, validate=False)
+            continue
+        if len(ids) > 1:  # conditional update (R4 http.html#cond-update)
+            raise PreconditionFailed(f"conditional update of {rtype} matches {len(ids)} resources")
+        rid = ids[0] if ids else tx.mint(rtype)
+        tx.update(rtype, rid, {**res, "id": rid}, validate=False)
+    return pid, olds
 
 
-def _location_ref(response_entry: dict) -> str:
-    loc = (response_entry.get("response") or {}).get("location", "")
-    parts = loc.split("/")
-    if "_history" in parts:
-        parts = parts[: parts.index("_history")]
-    return "/".join(parts[-2:])
+def _patients(tx, criteria: list[str]) -> list[dict]:
+    """Current Patients matching any of ``criteria`` (``identifier=system|value``), each once."""
+    ids: list[str] = []
+    for query in criteria:
+        ids += [rid for rid in tx.match("Patient", query, limit=100) if rid not in ids]
+    return [tx.read("Patient", rid) for rid in ids]
 
 
 def _rewrite_refs(node, old: str, new: str):
-    if isinstance(node, dict):
-        return {k: (new if k == "reference" and v == old else _rewrite_refs(v, old, new)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rewrite_refs(v, old, new) for v in node]
-    return node
+    """``node`` with every ``reference`` equal to ``old`` set to ``new``; parts without one are kept as
+    they are (not copied), and leaves are looked at in their container's loop, not by a call each."""
+    out = None
+    for key, value in (node.items() if type(node) is dict else enumerate(node)):
+        kind = type(value)
+        if kind is str:
+            if key != "reference" or value != old:
+                continue
+            changed = new
+        elif kind is dict or kind is list:
+            changed = _rewrite_refs(value, old, new)
+            if changed is value:
+                continue
+        else:
+            continue
+        if out is None:
+            out = type(node)(node)
+        out[key] = changed
+    return node if out is None else out
 
 
 def _search_all(tx, rtype: str, params: list[tuple[str, str]]) -> list[dict]:
@@ -298,12 +332,6 @@ def _search_all(tx, rtype: str, params: list[tuple[str, str]]) -> list[dict]:
         offset += len(page.resources)
         if not page.resources or (page.total is not None and offset >= page.total):
             return out
-
-
-def _patients_by_identifier(tx, ids: list[dict]) -> list[dict]:
-    """Current Patients holding any of ``ids`` (one indexed match; the rows come with it)."""
-    query = "identifier=" + ",".join(identifier_criterion(i["system"], i["value"]).partition("=")[2] for i in ids)
-    return [tx.read("Patient", rid) for rid in tx.match("Patient", query, limit=100)]
 
 
 def _merged_patient(existing: dict, new: dict) -> dict:
