@@ -21,8 +21,18 @@ from ..mappers.hl7v2.datatypes import identifier_criterion
 from ..mappers.hl7v2.orders import order_bundle
 from ..store.errors import PreconditionFailed
 from .ack import accept_ack_type, acknowledge, build_ack, encode_ack
-from .errors import (APPLICATION_INTERNAL_ERROR, DATA_TYPE_ERROR, DUPLICATE_KEY, UNSUPPORTED_EVENT_CODE,
-                     UNSUPPORTED_MESSAGE_TYPE, ContentError, Hl7Error, Location, MessageRejected, SenderRefused)
+from .errors import (
+    APPLICATION_INTERNAL_ERROR,
+    DATA_TYPE_ERROR,
+    DUPLICATE_KEY,
+    UNSUPPORTED_EVENT_CODE,
+    UNSUPPORTED_MESSAGE_TYPE,
+    ContentError,
+    Hl7Error,
+    Location,
+    MessageRejected,
+    SenderRefused,
+)
 from .message import Inbound, decode, header_fields
 from .senders import SenderPolicy
 

@@ -7,9 +7,9 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from dacs_fhir.hl7v2 import decode
+from dacs_fhir.hl7v2.errors import ContentError
 from dacs_fhir.mappers.hl7v2.adt import patient_bundle, prior_identifiers
 from dacs_fhir.mappers.hl7v2.datatypes import authority_system
-from dacs_fhir.hl7v2.errors import ContentError
 from dacs_fhir.mappers.hl7v2.orders import order_bundle
 
 

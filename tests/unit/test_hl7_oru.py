@@ -110,8 +110,8 @@ def test_long_summary_text_is_split_in_lines():
 
 @pytest.mark.corpus
 def test_every_corpus_dose_object_gives_a_valid_oru_matching_fhir(corpus):
-    from dacs_fhir.mappers import dicom
     from dacs_fhir.errors import RejectedInput
+    from dacs_fhir.mappers import dicom
 
     checked = 0
     for path in sorted((corpus / "rdsr").glob("*.dcm")) + sorted((corpus / "images").glob("*.dcm")):
