@@ -112,3 +112,29 @@ def test_message_answered_ae_hands_off_nothing(feed, handed):
     assert handed == []
     with feed.store.transaction() as tx:
         assert tx.search("Patient", [("identifier", "RE1")]).resources == []  # the Patient of PID was not written either
+
+
+def test_refused_sender_replayed_by_the_operator_reaches_the_rules(settings, store, handed, monkeypatch, capsys):
+    """A message kept failed (sender not on the allow-list) is applied by ``dacs-fhir hl7 replay`` through
+    the same pipeline transaction: the rules stage gets its changes, with the inbox item as the source."""
+    from dacs_fhir.cli import main
+
+    settings.mllp_allowed_senders = ("PACS^*",)
+    handle = start_mllp_for(settings, Pipeline(settings, store=store, inbox=Inbox(settings.inbox_dir)))
+    try:
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=10) as sock:
+            ack = exchange(sock, (MSH.format(type="ADT^A01", cid="R7") + PID.format(mrn="RR1", family="Later")).encode(), FrameReader())
+        assert _msa(ack.decode()) == "AR"
+        item_id = _item_of(handle.receiver, "R7")
+    finally:
+        handle.stop()
+    assert handed == []
+    monkeypatch.setenv("DACS_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DACS_DATABASE_URL", settings.database_url)
+    capsys.readouterr()
+    assert main(["hl7", "failed"]) == 0 and item_id in capsys.readouterr().out
+    assert main(["hl7", "replay", item_id]) == 0
+    assert capsys.readouterr().out.strip() == f"{item_id}\tAA"
+    (change_set,) = handed
+    assert change_set.source == item_id
+    assert change_set.changes == (Change("Patient", _patient_id(store, "RR1"), 1, None, "create"),)
