@@ -78,7 +78,7 @@ def bare_scp(out: Path):
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import XRayRadiationDoseSRStorage
 
-    from dacs_fhir.listeners.dicom_scp import set_nodelay
+    from dacs_fhir.transport.dicom import set_nodelay
 
     def store(event):
         (out / f"{event.request.AffectedSOPInstanceUID}.dcm").write_bytes(event.encoded_dataset())

@@ -11,7 +11,8 @@ from .pipeline import Pipeline
 from .tasks import TaskLayer
 
 
-def build_pipeline(settings: Optional[Settings] = None, store=None, worker: bool = False) -> Pipeline:
+def build_pipeline(settings: Optional[Settings] = None, store=None, worker: bool = False,
+                   inbox: Optional[Inbox] = None) -> Pipeline:
     """Store (migrated), raw inbox, task layer and the pipeline over them. ``worker``: for a
     ``dacs-fhir worker`` process (its store lets PostgreSQL reuse generic plans, see Store)."""
     from .store import Store
@@ -22,6 +23,6 @@ def build_pipeline(settings: Optional[Settings] = None, store=None, worker: bool
         store = Store(settings.database_url, generic_plans=worker)
         store.upgrade()
     tasks = TaskLayer(settings, worker=worker)
-    pipeline = Pipeline(settings, store, Inbox(settings.inbox_dir), tasks)
+    pipeline = Pipeline(settings, store, inbox or Inbox(settings.inbox_dir), tasks)
     tasks.bind(pipeline)
     return pipeline

@@ -48,6 +48,12 @@ class Settings:
     queue: str = "dacs"  # Celery queue name (one per deployment sharing a broker)
     mllp_tls_cert: str = ""  # PEM certificate (and key) file: the MLLP listener speaks TLS when set
     mllp_tls_key: str = ""
+    # MLLP listener limits (a broken or hostile peer): README "Settings"
+    mllp_idle_timeout: float = 300.0  # seconds without a byte before a connection is closed (0: never)
+    mllp_max_connections: int = 64  # open connections in all; further ones are closed at once
+    mllp_max_per_peer: int = 8  # open connections from one address
+    mllp_allowed_senders: tuple[str, ...] = ()  # NETWORK, APP^FACILITY or APP^FACILITY@NETWORK; empty: any
+    mllp_backlog: int = 128  # listen() backlog
     destinations: tuple[str, ...] = ()  # outbound dose summaries: mllp://host:port, fhir+https://base
     # DICOM SCP / SCU (docs/dicom-conformance.md)
     dicom_allowed_aets: tuple[str, ...] = ()  # calling AE titles accepted by the SCP; empty: any
@@ -92,6 +98,11 @@ class Settings:
             queue=env.get("DACS_QUEUE", "dacs"),
             mllp_tls_cert=env.get("DACS_MLLP_TLS_CERT", ""),
             mllp_tls_key=env.get("DACS_MLLP_TLS_KEY", ""),
+            mllp_idle_timeout=float(env.get("DACS_MLLP_IDLE_TIMEOUT", 300)),
+            mllp_max_connections=int(env.get("DACS_MLLP_MAX_CONNECTIONS", 64)),
+            mllp_max_per_peer=int(env.get("DACS_MLLP_MAX_PER_PEER", 8)),
+            mllp_allowed_senders=tuple(a.strip() for a in env.get("DACS_MLLP_ALLOWED_SENDERS", "").split(",") if a.strip()),
+            mllp_backlog=int(env.get("DACS_MLLP_BACKLOG", 128)),
             destinations=tuple(u.strip() for u in env.get("DACS_DESTINATIONS", "").split(",") if u.strip()),
             dicom_allowed_aets=tuple(a.strip() for a in env.get("DACS_DICOM_ALLOWED_AETS", "").split(",") if a.strip()),
             dicom_max_pdu=int(env.get("DACS_DICOM_MAX_PDU", 131072)),

@@ -24,7 +24,14 @@ from pynetdicom.sop_class import (
 )
 
 from .config import Settings
-from .listeners.dicom_scp import COMPRESSED_SYNTAXES, DOSE_SR_CLASSES, IMAGE_CLASSES, NATIVE_SYNTAXES, configure_ae, set_nodelay
+from .transport.dicom import (
+    COMPRESSED_SYNTAXES,
+    DOSE_SR_CLASSES,
+    IMAGE_CLASSES,
+    NATIVE_SYNTAXES,
+    configure_ae,
+    set_nodelay,
+)
 
 log = logging.getLogger(__name__)
 

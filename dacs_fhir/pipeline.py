@@ -185,7 +185,7 @@ class Pipeline:
         """An HL7 v2 message (replay of an AE/AR one): applied by the HL7 receiver, which marks the item."""
         from .hl7v2.receiver import Receiver
 
-        _ack, err = Receiver(self.store, self.inbox).process(item_id, raw)
+        _ack, err = Receiver(self).process(item_id, raw)
         if err is not None:
             return Outcome(REJECTED, reason=f"{err.ack_code} {err.code}: {err.reason}", item_id=item_id)
         return Outcome(IMPORTED, item_id=item_id)

@@ -35,6 +35,10 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T) -> None:
         self._items[name] = obj
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (a test's plugin, once the test is over); no error when it is not there."""
+        self._items.pop(name, None)
+
     def _load_entry_points(self) -> None:
         if self._loaded:
             return

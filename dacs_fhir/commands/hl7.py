@@ -22,15 +22,12 @@ def _failed(args) -> int:
 
 
 def _replay(args) -> int:
+    from ..composition import build_pipeline
     from ..config import Settings
     from ..hl7v2.receiver import Receiver
-    from ..inbox import Inbox
-    from ..store import Store
 
-    settings = Settings.from_env()
-    store = Store(settings.database_url)
-    store.upgrade()
-    receiver = Receiver(store, Inbox(settings.inbox_dir))
+    pipeline = build_pipeline(Settings.from_env())
+    receiver = Receiver(pipeline)
     failed = 0
     for item_id in args.ids:
         item_id = item_id if "/" in item_id else f"hl7v2/{item_id}"
@@ -42,6 +39,7 @@ def _replay(args) -> int:
             continue
         print(f"{item_id}\t{'AA' if err is None else err.ack_code + ' ' + err.code + ': ' + err.reason}")
         failed += err is not None
+    pipeline.tasks.shutdown()  # the rules stage has what the replays changed before the command ends
     return 1 if failed else 0
 
 

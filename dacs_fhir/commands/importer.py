@@ -38,6 +38,7 @@ def run(args) -> int:
         counts[outcome.status] += 1
         if outcome.status == REJECTED:
             rejected.append((str(path), outcome.reason))
+    pipeline.tasks.shutdown()  # the rules stage has what the import changed before the command ends
     summary = ", ".join(f"{counts[k]} {k}" for k in ("imported", "updated", "duplicate", "rejected"))
     print(f"{len(files)} files: {summary}")
     for name, reason in rejected:

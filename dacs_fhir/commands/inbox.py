@@ -88,6 +88,7 @@ def replay(args) -> int:
             continue
         bad += outcome.status == REJECTED
         print(f"{item_id}\t{outcome.status}\t{outcome.reason}".rstrip())
+    pipeline.tasks.shutdown()  # the rules stage has what the replays changed before the command ends
     return 1 if bad else 0
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..listeners.mllp import FrameReader, frame
+from ..transport.mllp import FrameReader, frame
 
 HL7_V2 = "application/hl7-v2"
 FHIR_JSON = "application/fhir+json"

@@ -1,13 +1,12 @@
-"""HL7 v2 inbound path: decode (python-hl7), map ADT / ORM / OMI to FHIR, apply, acknowledge.
+"""HL7 v2 inbound path: decode, acknowledge, apply through the pipeline.
 
-``message`` decodes what real feeds send; ``adt`` and ``orders`` map to FHIR
-transaction Bundles (pure); ``receiver`` applies them through the store after
-keeping the raw message in the inbox; ``ack`` is the one place that turns the
-outcome into AA / AE / AR.
+``message`` decodes what real feeds send; the mapping to FHIR transaction Bundles is pure and
+lives in ``dacs_fhir.mappers.hl7v2`` (``adt``, ``orders``); ``receiver`` keeps the raw message in
+the inbox and applies the mapped Bundle through ``Pipeline.transaction``; ``ack`` is the one place
+that turns the outcome into AA / AE / AR; ``senders`` is the sender allow-list.
 """
 from .ack import acknowledge, build_ack
 from .errors import ContentError, Hl7Error, MessageRejected
 from .message import Inbound, decode
-from .receiver import Receiver
 
-__all__ = ["ContentError", "Hl7Error", "Inbound", "MessageRejected", "Receiver", "acknowledge", "build_ack", "decode"]
+__all__ = ["ContentError", "Hl7Error", "Inbound", "MessageRejected", "acknowledge", "build_ack", "decode"]

@@ -67,3 +67,15 @@ class ContentError(Hl7Error):
     """A supported message whose content is wrong (missing key, bad date …): AE."""
 
     ack_code = "AE"
+
+
+class SenderRefused(MessageRejected):
+    """A message from a sender that the allow-list does not name (address, MSH-3 / MSH-4): AR, kept raw.
+
+    HL7 v2.5.1 table 0357 has no code for an unknown or unauthorised sender: 207 (application internal
+    error, "a catchall for internal errors not explicitly covered by other codes") is used, with AR
+    (§2.9.2: resending it unchanged cannot help) and the reason in ERR-8. 203 (unsupported version id)
+    would tell the sender that its MSH-12 is wrong."""
+
+    def __init__(self, reason: str = "sending application / facility not allowed"):
+        super().__init__(reason, APPLICATION_INTERNAL_ERROR, Location("MSH", 1, 3, 1, 1))

@@ -13,20 +13,18 @@ limited per calling AE title and per peer address. See docs/dicom-conformance.md
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from pydicom import uid as tsuid
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom import sop_class as sc
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..config import Settings
 from ..inbox import Inbox, InboxItem
+from ..transport.dicom import add_storage_contexts, configure_ae, set_nodelay
 from .scp_guard import Incoming, acceptable_uid, install_guard, valid_uid
 
 log = logging.getLogger(__name__)
@@ -35,70 +33,7 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: Refused, out of resources
 CANNOT_UNDERSTAND = 0xC000  # PS3.4 B.2.3: Error, cannot understand (Cxxx): a UID that breaks PS3.5 §9.1
 
-DOSE_SR_CLASSES = (
-    sc.XRayRadiationDoseSRStorage,
-    sc.RadiopharmaceuticalRadiationDoseSRStorage,
-    sc.EnhancedSRStorage,
-    sc.ComprehensiveSRStorage,
-    sc.Comprehensive3DSRStorage,
-)
-# images whose headers carry dose attributes (legacy extraction), and dose screens
-IMAGE_CLASSES = (
-    sc.CTImageStorage,
-    sc.EnhancedCTImageStorage,
-    sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing,
-    sc.ComputedRadiographyImageStorage,
-    sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.DigitalMammographyXRayImageStorageForProcessing,
-    sc.XRayAngiographicImageStorage,
-    sc.EnhancedXAImageStorage,
-    sc.XRayRadiofluoroscopicImageStorage,
-    sc.EnhancedXRFImageStorage,
-    sc.PositronEmissionTomographyImageStorage,
-    sc.EnhancedPETImageStorage,
-    sc.NuclearMedicineImageStorage,
-    sc.SecondaryCaptureImageStorage,
-)
-NATIVE_SYNTAXES = (
-    tsuid.ExplicitVRLittleEndian,
-    tsuid.ImplicitVRLittleEndian,
-    tsuid.DeflatedExplicitVRLittleEndian,
-    tsuid.ExplicitVRBigEndian,
-)
-# stored as received: the pixel data is never decoded, so no codec is needed
-COMPRESSED_SYNTAXES = (
-    tsuid.JPEGBaseline8Bit,
-    tsuid.JPEGExtended12Bit,
-    tsuid.JPEGLossless,
-    tsuid.JPEGLosslessSV1,
-    tsuid.JPEGLSLossless,
-    tsuid.JPEGLSNearLossless,
-    tsuid.JPEG2000Lossless,
-    tsuid.JPEG2000,
-    tsuid.RLELossless,
-)
-
 OnStored = Callable[[InboxItem], object]
-
-
-def add_storage_contexts(ae: AE) -> None:
-    """The SCP's supported presentation contexts (SR: native syntaxes; images: also compressed)."""
-    ae.add_supported_context(sc.Verification)
-    for cls in DOSE_SR_CLASSES:
-        ae.add_supported_context(cls, list(NATIVE_SYNTAXES))
-    for cls in IMAGE_CLASSES:
-        ae.add_supported_context(cls, list(NATIVE_SYNTAXES + COMPRESSED_SYNTAXES))
-
-
-def set_nodelay(event) -> None:
-    """EVT_CONN_OPEN: disable Nagle, which otherwise caps a C-STORE stream at ~20 objects/s."""
-    sock = event.assoc.dul.socket.socket
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
 
 def _status(code: int, comment: str) -> Dataset:
@@ -241,15 +176,6 @@ class ScpHandle:
             assoc.abort()
         self.server.shutdown()
         self.thread.join(timeout=5)
-
-
-def configure_ae(ae: AE, settings: Settings) -> AE:
-    """Apply the PDU size and ACSE / DIMSE / network timeouts of ``settings``."""
-    ae.maximum_pdu_size = settings.dicom_max_pdu
-    ae.acse_timeout = settings.dicom_acse_timeout
-    ae.dimse_timeout = settings.dicom_dimse_timeout
-    ae.network_timeout = settings.dicom_network_timeout
-    return ae
 
 
 def start_scp(settings: Settings, on_stored: Optional[OnStored] = None, inbox: Optional[Inbox] = None) -> ScpHandle:

@@ -11,6 +11,7 @@ from hl7.client import MLLPClient
 from dacs_fhir.hl7v2.receiver import Receiver
 from dacs_fhir.inbox import Inbox
 from dacs_fhir.listeners.mllp import start_mllp
+from dacs_fhir.composition import build_pipeline
 
 
 def adt(n: int, accept: str, app: str = "NE", msg_type: str = "ADT^A08", patient: int | None = None) -> bytes:
@@ -25,8 +26,12 @@ def _patients(store) -> dict[str, tuple[str, str]]:
     return {p["identifier"][0]["value"]: (p["meta"]["versionId"], p["name"][0]["given"][0]) for p in found}
 
 
-def test_commit_accept_then_applied_in_order(store, tmp_path):
-    receiver = Receiver(store, Inbox(tmp_path / "inbox"))
+def _receiver(settings, store, tmp_path) -> Receiver:
+    return Receiver(build_pipeline(settings, store=store, inbox=Inbox(tmp_path / "inbox")))
+
+
+def test_commit_accept_then_applied_in_order(settings, store, tmp_path):
+    receiver = _receiver(settings, store, tmp_path)
     handle = start_mllp("127.0.0.1", 0, receiver.handle)
     try:
         with MLLPClient("127.0.0.1", handle.port) as client:
@@ -45,8 +50,8 @@ def test_commit_accept_then_applied_in_order(store, tmp_path):
         handle.stop()
 
 
-def test_accept_never_sends_no_ack_and_still_applies(store, tmp_path):
-    receiver = Receiver(store, Inbox(tmp_path / "inbox"))
+def test_accept_never_sends_no_ack_and_still_applies(settings, store, tmp_path):
+    receiver = _receiver(settings, store, tmp_path)
     handle = start_mllp("127.0.0.1", 0, receiver.handle)
     try:
         with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as sock:
@@ -67,11 +72,11 @@ def test_accept_never_sends_no_ack_and_still_applies(store, tmp_path):
         handle.stop()
 
 
-def test_committed_messages_left_unapplied_are_recovered(store, tmp_path):
+def test_committed_messages_left_unapplied_are_recovered(settings, store, tmp_path):
     crashed = Inbox(tmp_path / "inbox").journal("hl7v2")
     crashed.append(adt(60, "AL"), {"type": "ADT^A08", "control_id": "E60", "accept": "AL"}, durable=True)  # CA sent, then a crash
     crashed.append(adt(61, ""), {"type": "ADT^A08", "control_id": "E61"})  # original mode: no AA left, the sender resends it
-    receiver = Receiver(store, Inbox(tmp_path / "inbox"))
+    receiver = _receiver(settings, store, tmp_path)
     assert receiver.recover_pending() == 1
     receiver.drain(60)
     assert "7060" in _patients(store) and "7061" not in _patients(store)

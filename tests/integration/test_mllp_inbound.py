@@ -10,6 +10,7 @@ from dacs_fhir.hl7v2 import decode
 from dacs_fhir.hl7v2.receiver import Receiver
 from dacs_fhir.inbox import DONE, FAILED, Inbox
 from dacs_fhir.listeners.mllp import start_mllp
+from dacs_fhir.composition import build_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +28,8 @@ EXPECTED_ACK = {
 
 
 @pytest.fixture
-def server(settings):
-    store = store_mod.Store(settings.database_url)
-    store.upgrade()
-    receiver = Receiver(store, Inbox(settings.inbox_dir))
+def server(settings, store):
+    receiver = Receiver(build_pipeline(settings, store=store, inbox=Inbox(settings.inbox_dir)))
     handle = start_mllp("127.0.0.1", 0, receiver.handle)
     handle.receiver, handle.store = receiver, store
     yield handle
@@ -111,12 +110,12 @@ def test_failed_message_is_replayed_after_a_fix(server):
         def transaction(self):
             raise OSError("database unavailable")
 
-    receiver.store = Down()
+    receiver.pipeline.store = Down()
     ack = _send(server.port, raw)
     assert str(ack["MSA.F1"]) == "AE" and str(ack.segment("ERR")(3)(1)(1)) == "207"
     (item,) = [i for i in receiver.inbox.list(kind="hl7v2") if i.meta.get("control_id") == "R1"]
     assert item.status == FAILED
-    receiver.store = real_store  # the fix
+    receiver.pipeline.store = real_store  # the fix
     reply, err = receiver.replay(item.id)
     assert err is None and b"MSA|AA|R1" in reply
     assert receiver.inbox.get(item.id).status == DONE

@@ -13,7 +13,8 @@ import pytest
 from hl7.client import MLLPClient
 
 from dacs_fhir.hl7v2.ack import acknowledge, encode_ack
-from dacs_fhir.listeners.mllp import frame, start_mllp
+from dacs_fhir.listeners.mllp import start_mllp
+from dacs_fhir.transport.mllp import frame
 
 pytestmark = pytest.mark.integration
 

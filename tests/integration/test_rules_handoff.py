@@ -24,7 +24,7 @@ def seen():
 
     rule_registry.add("test-recorder", record)
     yield got
-    rule_registry._items.pop("test-recorder", None)
+    rule_registry.remove("test-recorder")
 
 
 @pytest.fixture

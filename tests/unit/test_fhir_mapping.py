@@ -218,7 +218,7 @@ def test_summary_key_is_stable_across_cumulative_reports_of_one_study():
 
 
 def test_identifier_systems_and_full_urls_match_the_hl7_v2_mapping():
-    from dacs_fhir.hl7v2 import datatypes
+    from dacs_fhir.mappers.hl7v2 import datatypes
     for issuer in ("", "HOSP", "RIS A"):  # a name: HD-1 namespace
         assert fhir.authority_system(issuer, "patient-id") == datatypes.authority_system(issuer, kind="patient-id")
     for issuer in ("1.2.826.0.1.3680043.2", "urn:uuid:1234", "https://h.example/pid"):  # an OID / URI: HD-2 universal id

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from dacs_fhir.delivery.destinations import DeliveryError, ack_code, control_id_of, parse
-from dacs_fhir.listeners.mllp import FrameReader, frame
+from dacs_fhir.transport.mllp import FrameReader, FrameTooLarge, frame
 
 
 def test_frames_split_anywhere_are_reassembled():
@@ -23,7 +23,7 @@ def test_frame_without_trailing_cr_is_accepted():
 
 def test_oversized_frame_raises():
     reader = FrameReader(max_bytes=100)
-    with pytest.raises(OverflowError):
+    with pytest.raises(FrameTooLarge, match="larger than 100 bytes"):
         list(reader.feed(b"\x0b" + b"x" * 200))
 
 

@@ -7,10 +7,10 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from dacs_fhir.hl7v2 import decode
-from dacs_fhir.hl7v2.adt import patient_bundle, prior_identifiers
-from dacs_fhir.hl7v2.datatypes import authority_system
 from dacs_fhir.hl7v2.errors import ContentError
-from dacs_fhir.hl7v2.orders import order_bundle
+from dacs_fhir.mappers.hl7v2.adt import patient_bundle, prior_identifiers
+from dacs_fhir.mappers.hl7v2.datatypes import authority_system
+from dacs_fhir.mappers.hl7v2.orders import order_bundle
 
 
 def _truth(corpus, name):
@@ -176,15 +176,14 @@ def test_fields_are_read_by_content_not_by_the_claimed_version():
 )
 def test_routing_by_message_type(msh9, handler, code):
     from dacs_fhir.hl7v2.errors import MessageRejected
-    from dacs_fhir.hl7v2.receiver import Receiver
+    from dacs_fhir.hl7v2.receiver import route
 
     inb = decode(f"MSH|^~\\&|A|B|C|D|||{msh9}|1|P|2.5.1\rPID|||1\r".encode())
-    receiver = Receiver(None, None)
     if handler:
-        assert receiver.route(inb).__name__ == handler
+        assert route(inb).__name__ == handler
     else:
         with pytest.raises(MessageRejected) as info:
-            receiver.route(inb)
+            route(inb)
         assert (info.value.ack_code, info.value.code) == ("AR", code)
 
 

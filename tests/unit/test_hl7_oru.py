@@ -11,7 +11,8 @@ from hl7apy.parser import parse_message
 from dacs_fhir.domain import (
     CT, PROJECTION, SOURCE_RDSR, AccumulatedDose, Concept, DoseReport, Measurement, Patient, PersonName, Quantity, Study,
 )
-from dacs_fhir.mappers.hl7v2 import coding_scheme, number, summary_observation, text_lines, to_oru
+from dacs_fhir.mappers.hl7v2 import to_oru
+from dacs_fhir.mappers.hl7v2.oru import coding_scheme, number, summary_observation, text_lines
 
 
 def _m(code, value, unit, qualifier=None):
@@ -109,8 +110,8 @@ def test_long_summary_text_is_split_in_lines():
 
 @pytest.mark.corpus
 def test_every_corpus_dose_object_gives_a_valid_oru_matching_fhir(corpus):
-    from dacs_fhir.mappers import dicom
     from dacs_fhir.errors import RejectedInput
+    from dacs_fhir.mappers import dicom
 
     checked = 0
     for path in sorted((corpus / "rdsr").glob("*.dcm")) + sorted((corpus / "images").glob("*.dcm")):

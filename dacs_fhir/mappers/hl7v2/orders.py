@@ -7,11 +7,11 @@ transaction so that a later RDSR with that accession finds order and patient.
 """
 from __future__ import annotations
 
-from ..codes import SYS_DCM, SYS_DICOM_UID
+from ...codes import SYS_DCM, SYS_DICOM_UID
+from ...hl7v2.errors import REQUIRED_FIELD_MISSING, ContentError, Location
+from ...hl7v2.message import Inbound
 from .adt import bundle, patient_resource, updated_entry
 from .datatypes import ACCESSION, ORDER, codeable, fhir_datetime, identifier_ei
-from .errors import REQUIRED_FIELD_MISSING, ContentError, Location
-from .message import Inbound
 
 # HL7 table 0119 order control / 0038 order status -> ServiceRequest.status
 STATUS_BY_CONTROL = {"NW": "active", "XO": "active", "SC": None, "CA": "revoked", "OC": "revoked", "DC": "revoked", "CR": "revoked", "HD": "on-hold", "RL": "active"}

@@ -5,10 +5,10 @@ import re
 from typing import Optional
 from urllib.parse import quote
 
-from ..codes import SYS_V2_0203, scheme_system
-from ..mappers.fhir_datatypes import full_url, identifier_criterion  # noqa: F401  (shared with the DICOM mapping)
-from .errors import DATA_TYPE_ERROR, ContentError, Location
-from .message import Inbound
+from ...codes import SYS_V2_0203, scheme_system
+from ...hl7v2.errors import DATA_TYPE_ERROR, ContentError, Location
+from ...hl7v2.message import Inbound, Segment
+from ..fhir_datatypes import full_url, identifier_criterion  # noqa: F401  (shared with the DICOM mapping)
 
 SID_BASE = "https://dacs-fhir.org/fhir/sid"
 PATIENT_ID = "patient-id"

@@ -17,9 +17,9 @@ from typing import Optional
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 
-from .. import codes
-from ..domain import DoseReport
-from ..errors import MappingError
+from ... import codes
+from ...domain import DoseReport
+from ...errors import MappingError
 
 VERSION = "2.5.1"
 SENDING_APPLICATION = "DACS"
@@ -73,7 +73,7 @@ def _ts(dt) -> str:
 
 def summary_observation(report: DoseReport) -> dict:
     """The FHIR ``radiation-dose-summary`` Observation of ``report``: the OBX follow its components."""
-    from .fhir import to_bundle
+    from ..fhir import to_bundle
 
     for entry in to_bundle(report)["entry"]:
         res = entry["resource"]
@@ -144,7 +144,7 @@ def to_oru(
     """HL7 v2.5.1 ORU^R01 for ``report`` (segments separated by CR); validated strictly by hl7apy."""
     if not report.study.instance_uid:
         raise MappingError("report has no Study Instance UID")
-    from .fhir import concept as fhir_concept
+    from ..fhir import concept as fhir_concept
 
     status = "C" if corrected else "F"
     msg = Message("ORU_R01", version=VERSION, validation_level=VALIDATION_LEVEL.STRICT)
