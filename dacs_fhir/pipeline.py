@@ -136,6 +136,7 @@ class Pipeline:
         the merge of all of them, so arrival order does not matter and the same
         object twice is a duplicate that writes nothing.
         """
+        from . import delivery
         from .aggregate import merge_reports
         from .mappers import report_json
         from .mappers.fhir import to_bundle
@@ -157,9 +158,10 @@ class Pipeline:
             stored = [e["resource"] for e in response.get("entry", []) if "resource" in e]
             tx.record_dose_report(merged, report, stored, dumped=mine)  # also keeps `report` for later merges
             status = UPDATED if any(r.kind == report.kind for r in earlier) else IMPORTED
+            # the result for the EHR (ORU^R01, FHIR) is queued with the record: committed together or not at all
+            queued = delivery.enqueue_in(tx, self.settings, merged, corrected=status == UPDATED)
             outcome = Outcome(status, study_uid=report.study.instance_uid, resources=sorted(set(written.values())), report=merged)
-        if self.settings.destinations:
-            self._deliver(outcome)
+        self._wake_delivery(queued)
         return outcome
 
     @staticmethod
@@ -198,19 +200,16 @@ class Pipeline:
             return Outcome(REJECTED, reason=f"{err.ack_code} {err.code}: {err.reason}", item_id=item_id)
         return Outcome(IMPORTED, item_id=item_id)
 
-    def _deliver(self, outcome: Outcome) -> None:
-        """Queue the new or corrected dose summary for every destination (HL7 v2 ORU^R01, FHIR)."""
-        import hashlib
-
+    def _wake_delivery(self, urls: list[str]) -> None:
+        """After commit: wake the senders of ``urls`` (the messages are queued already; a lost wake-up
+        only delays them until a sender looks again)."""
         from . import delivery
-        from .mappers import report_json
 
-        digest = hashlib.sha256(json.dumps(report_json.dump(outcome.report), sort_keys=True).encode()).hexdigest()[:32]
-        try:
-            delivery.enqueue_report(self.settings, outcome.report, corrected=outcome.status == UPDATED,
-                                    key=f"{outcome.study_uid}:{outcome.report.kind}:{digest}")
-        except Exception:
-            log.exception("queueing dose results for delivery failed (study kept; replay to resend)")
+        for url in urls:
+            try:
+                delivery.kick(self.settings, url, store=self.store)
+            except Exception:
+                log.exception("waking the sender of a destination failed (the message stays queued)")
 
     def warm_up(self) -> None:
         """Load what processing an object needs (mappers, profiles, FHIR model classes, search

@@ -174,7 +174,7 @@ def _after_fork(**_kwargs) -> None:
 
 def register_task_modules() -> None:
     """Import the modules that define tasks so a worker knows every task name."""
-    from .delivery import pump  # noqa: F401  (dacs_fhir.deliver_destination)
+    from .delivery import task  # noqa: F401  (dacs_fhir.deliver_destination)
 
 
 def _local_executor() -> ThreadPoolExecutor:

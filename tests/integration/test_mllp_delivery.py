@@ -1,4 +1,5 @@
-"""Outbound store-and-forward: ORU^R01 to a test MLLP receiver, in order, exactly once, through outages."""
+"""Outbound store-and-forward from the database outbox: ORU^R01 to a test MLLP receiver, in order, exactly once,
+through outages."""
 from __future__ import annotations
 
 import os
@@ -66,8 +67,8 @@ def _oru(n: int, control: str) -> bytes:
 
 
 @pytest.fixture
-def outbox(tmp_path):
-    box = Outbox(tmp_path / "outbox.sqlite")
+def outbox(store):
+    box = Outbox(store)
     yield box
     stop_local_pumps()
     box.close()
