@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -130,32 +130,29 @@ class Outbox:
 
     def head(self, destination: str, conn: Optional[Connection] = None) -> Optional[OutboundMessage]:
         """The oldest pending message of ``destination`` (due or not: order is kept)."""
-        stmt = (self._select().where(M.c.destination == destination, M.c.status == PENDING)
-                .order_by(M.c.id).limit(1))
         if conn is not None:
-            row = conn.execute(stmt).first()
+            row = _HEAD.execute(conn, {"destination": destination}).fetchone()
         else:
-            with self.engine.connect() as own:
-                row = own.execute(stmt).first()
+            with self.engine.connect() as own:  # SQLite: read outside a (write) transaction
+                row = _HEAD.execute(own, {"destination": destination}).fetchone()
         return OutboundMessage.of(row) if row else None
 
     def keep_payload(self, message_id: int, payload: bytes) -> None:
         """Keep the payload built for a message, before its first attempt (every attempt sends it)."""
-        with self.engine.begin() as conn:
-            conn.execute(update(M).where(M.c.id == message_id).values(payload=payload))
+        self._update(_KEEP_PAYLOAD, id=message_id, payload=payload)
 
     def mark_sent(self, message_id: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(M).where(M.c.id == message_id).values(
-                status=SENT, sent=time.time(), attempts=M.c.attempts + 1, last_error=""))
+        self._update(_MARK_SENT, id=message_id, sent=time.time())
 
     def mark_failed(self, message_id: int, error: str, retry_at: Optional[float]) -> str:
         """Record a failed attempt: retry at ``retry_at``, or park when it is None. Returns the new status."""
         status = PENDING if retry_at is not None else PARKED
-        with self.engine.begin() as conn:
-            conn.execute(update(M).where(M.c.id == message_id).values(
-                status=status, attempts=M.c.attempts + 1, next_attempt=retry_at or 0.0, last_error=error[:500]))
+        self._update(_MARK_FAILED, id=message_id, status=status, next_attempt=retry_at or 0.0, last_error=error[:500])
         return status
+
+    def _update(self, stmt: Statement, **values) -> None:
+        with self.engine.begin() as conn:  # committed before the caller goes on
+            stmt.execute(conn, values)
 
     # ---- operators
     def get(self, message_id: int) -> OutboundMessage:
@@ -235,6 +232,18 @@ class Outbox:
         """Release the database connections when this outbox made its own store."""
         if self._owns_store:
             self.store.dispose()
+
+
+# the sender's statements, run on the DBAPI cursor (store/raw.py): one per message sent
+_HEAD = Statement(select(*(M.c[name] for name in _COLUMNS))
+                  .where(M.c.destination == bindparam("destination"), M.c.status == PENDING)
+                  .order_by(M.c.id).limit(1))
+_KEEP_PAYLOAD = Statement(update(M).where(M.c.id == bindparam("id")).values(payload=bindparam("payload")))
+_MARK_SENT = Statement(update(M).where(M.c.id == bindparam("id")).values(
+    status=SENT, sent=bindparam("sent"), attempts=M.c.attempts + 1, last_error=""))
+_MARK_FAILED = Statement(update(M).where(M.c.id == bindparam("id")).values(
+    status=bindparam("status"), attempts=M.c.attempts + 1, next_attempt=bindparam("next_attempt"),
+    last_error=bindparam("last_error")))
 
 
 def pending_urls(outbox: Outbox, configured: Iterable[str] = ()) -> list[str]:
