@@ -159,7 +159,8 @@ class Pipeline:
             tx.record_dose_report(merged, report, stored, dumped=mine)  # also keeps `report` for later merges
             status = UPDATED if any(r.kind == report.kind for r in earlier) else IMPORTED
             # the result for the EHR (ORU^R01, FHIR) is queued with the record: committed together or not at all
-            queued = delivery.enqueue_in(tx, self.settings, merged, corrected=status == UPDATED)
+            queued = delivery.enqueue_in(tx, self.settings, merged, corrected=status == UPDATED,
+                                         dumped=mine if merged is report else None)
             outcome = Outcome(status, study_uid=report.study.instance_uid, resources=sorted(set(written.values())), report=merged)
         self._wake_delivery(queued)
         return outcome

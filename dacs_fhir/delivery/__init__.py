@@ -34,11 +34,11 @@ def payload_for(dest: Destination, report, corrected: bool = False) -> bytes:
     return json.dumps(to_bundle(report, conditional="update"), ensure_ascii=False).encode("utf-8")
 
 
-def _report_text(report) -> str:
+def _report_text(report, dumped: Optional[dict] = None) -> str:
     from ..jsontext import compact
     from ..mappers import report_json
 
-    return compact(report_json.dump(report))
+    return compact(dumped if dumped is not None else report_json.dump(report))
 
 
 def result_key(report, text: Optional[str] = None) -> str:
@@ -48,15 +48,15 @@ def result_key(report, text: Optional[str] = None) -> str:
 
 
 def enqueue_in(tx, settings, report, corrected: bool = False, key: Optional[str] = None,
-               destinations: Optional[Iterable[str]] = None) -> list[str]:
+               destinations: Optional[Iterable[str]] = None, dumped: Optional[dict] = None) -> list[str]:
     """Queue ``report`` for every destination in the store transaction ``tx`` (or on a Connection in
     a transaction), in one statement; a destination that has ``key`` queued already is skipped.
-    ``key`` defaults to :func:`result_key`. Returns the destination URLs, to :func:`kick` once the
-    transaction has committed."""
+    ``key`` defaults to :func:`result_key`; ``dumped``: ``report_json.dump(report)`` when the caller
+    has made it. Returns the destination URLs, to :func:`kick` once the transaction has committed."""
     urls = list(settings.destinations if destinations is None else destinations)
     if not urls:
         return []
-    text = _report_text(report)
+    text = _report_text(report, dumped)
     key = key or result_key(report, text)
     rows = [message_row(url, parse(url).content_type, key, report=text, corrected=corrected) for url in urls]
     insert_messages(getattr(tx, "conn", tx), rows)

@@ -28,6 +28,9 @@ IDLE_POLL = 5.0  # an idle thread looks again this often (messages queued by ano
 def drain(outbox: Outbox, url: str, sender=None, max_messages: Optional[int] = None) -> Optional[float]:
     """Send ``url``'s queue in order; returns seconds until the head is due again (0: run again now),
     None when the queue is empty or another sender holds it (that sender sends what is queued)."""
+    wait = _head_wait(outbox, url)  # a read: an idle queue is not claimed (a write on SQLite)
+    if wait is None or wait > 0:
+        return wait
     dest = parse(url)
     lease = max(LEASE_SECONDS, dest.timeout * 3)  # a send may take a connect and a read timeout
     own_sender = sender is None
@@ -38,9 +41,10 @@ def drain(outbox: Outbox, url: str, sender=None, max_messages: Optional[int] = N
                 if claim is None:
                     return None
                 delay = _send_queue(outbox, claim, dest, sender, max_messages)
-            # a message committed while the claim was being let go, whose wake-up found it held
-            if delay is None and _head_due(outbox, url):
-                continue
+            if delay is None:  # a message committed while the claim was let go, whose wake-up found it held
+                delay = _head_wait(outbox, url)
+                if delay == 0:
+                    continue
             return delay
     except LostClaim:
         log.warning("sending %s stopped: another sender took the queue", url)
@@ -100,9 +104,10 @@ def _build(outbox: Outbox, msg, dest) -> Optional[bytes]:
     return payload
 
 
-def _head_due(outbox: Outbox, url: str) -> bool:
+def _head_wait(outbox: Outbox, url: str) -> Optional[float]:
+    """Seconds until the queue's head is due (0: now), None when the queue is empty."""
     head = outbox.head(url)
-    return head is not None and head.next_attempt <= time.time()
+    return None if head is None else max(head.next_attempt - time.time(), 0.0)
 
 
 class _Thread:

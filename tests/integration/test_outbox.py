@@ -95,6 +95,11 @@ if mode == "crash":
     item = pipeline.inbox.put("dicom", path.read_bytes())
     pipeline.process(item.id)
     sys.exit("the process should have died after the commit")
+if mode == "send":  # processed and woken as usual; the test kills the process while the ORU is in flight
+    item = pipeline.inbox.put("dicom", path.read_bytes())
+    pipeline.process(item.id)
+    time.sleep(120)
+    sys.exit("the process should have been killed")
 # restart: the inbox item left pending is processed again, the senders resume
 print(",".join(pipeline.process(i.id).status for i in pipeline.inbox.list(status="pending")))
 outbox = delivery.Outbox(pipeline.store)
@@ -134,6 +139,46 @@ def test_worker_killed_between_commit_and_send_delivers_once_after_restart(setti
     assert sent.status == SENT and sent.attempts == 1
     assert receiver.messages[0].encode() == sent.payload  # exactly what the outbox kept
     assert receiver.field("MSH.F10") == [str(hl7.parse(sent.payload.decode())["MSH.F10"])]
+
+
+def test_worker_killed_while_its_oru_waits_for_the_ack_sends_the_same_message_after_restart(settings, store, tmp_path):
+    """The message was sent but not acknowledged: it is sent again after the restart, byte for byte (same
+    MSH-10, so the receiver can tell it is the same message), and the dead sender's claim is no obstacle."""
+    held, release = threading.Event(), threading.Event()
+
+    class Withholding(Receiver):
+        def __call__(self, raw: bytes) -> bytes:
+            if not held.is_set():
+                held.set()
+                release.wait(60)  # the first ACK is withheld until the sender is dead
+            return super().__call__(raw)
+
+    rx = Withholding()
+    sample = tmp_path / "sample.dcm"
+    sample.write_bytes(_sample())
+    env = {**os.environ, "DACS_DATA_DIR": str(settings.data_dir), "DACS_DATABASE_URL": settings.database_url,
+           "DACS_DESTINATIONS": rx.url, "DACS_BROKER_URL": ""}
+    worker = subprocess.Popen([sys.executable, "-c", SCRIPT, "send", str(sample)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert held.wait(120), worker.stderr.read()[-2000:] if worker.poll() is not None else "no ORU arrived"
+        worker.kill()
+        worker.wait(30)
+        release.set()
+        restarted = subprocess.run([sys.executable, "-c", SCRIPT, "restart", str(sample)], env=env,
+                                   capture_output=True, text=True, timeout=180)
+        assert restarted.returncode == 0, restarted.stderr[-2000:]
+        assert _wait(lambda: len(rx.messages) == 2)
+        time.sleep(0.5)
+        first, second = rx.messages
+        assert first == second  # the kept payload: same bytes, same control id
+        (sent,) = Outbox(store).list()
+        assert sent.status == SENT and sent.payload.decode() == first
+    finally:
+        release.set()
+        if worker.poll() is None:
+            worker.kill()
+        rx.stop()
 
 
 def test_a_rolled_back_ingest_queues_nothing(settings, store, receiver, monkeypatch):
