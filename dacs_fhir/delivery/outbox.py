@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import ContextManager, Iterable, Iterator, Optional
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,7 +114,7 @@ class Outbox:
             return conn.execute(stmt).scalar()
 
     # ---- the sender
-    def claim(self, destination: str, owner: str, seconds: float) -> "Claim":
+    def claim(self, destination: str, owner: str, seconds: float) -> ContextManager[Optional[Claim]]:
         """The right to send ``destination``'s queue (a context manager: a held claim, or None when
         another sender holds it); ``seconds``: how long a SQLite lease lasts unless renewed."""
         if destination not in self._leases:
@@ -162,6 +162,16 @@ class Outbox:
             raise KeyError(message_id)
         return OutboundMessage.of(row)
 
+    def destinations(self) -> list[str]:
+        """Destinations with pending messages."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(M.c.destination).where(M.c.status == PENDING).distinct()).scalars())
+
+    def counts(self) -> dict[str, int]:
+        """Messages per status."""
+        with self.engine.connect() as conn:
+            return dict(conn.execute(select(M.c.status, func.count()).group_by(M.c.status)).fetchall())
+
     def list(self, status: Optional[str] = None, destination: Optional[str] = None,
              limit: int = 1000) -> Iterator[OutboundMessage]:
         stmt = self._select()
@@ -173,16 +183,6 @@ class Outbox:
             rows = conn.execute(stmt.order_by(M.c.id).limit(limit)).fetchall()
         for row in rows:
             yield OutboundMessage.of(row)
-
-    def destinations(self) -> list[str]:
-        """Destinations with pending messages."""
-        with self.engine.connect() as conn:
-            return list(conn.execute(select(M.c.destination).where(M.c.status == PENDING).distinct()).scalars())
-
-    def counts(self) -> dict[str, int]:
-        """Messages per status."""
-        with self.engine.connect() as conn:
-            return dict(conn.execute(select(M.c.status, func.count()).group_by(M.c.status)).fetchall())
 
     def replay(self, message_id: int) -> OutboundMessage:
         """Queue a parked message again, as a new message at the end of its destination's queue.
@@ -208,9 +208,21 @@ class Outbox:
     def import_file(self, path: Path) -> int:
         """Queue the pending and parked messages of an outbox file (``DATA_DIR/outbox.sqlite``, where
         the queue was kept before it moved into the database), then rename the file ``*.imported``."""
-        if not path.is_file():
+        importing = path.with_name(path.name + ".importing")
+        if path.is_file():
+            try:  # its WAL (left by a process that may have crashed) into the file itself, WAL removed
+                src = sqlite3.connect(path, timeout=30)
+                src.execute("PRAGMA journal_mode=DELETE")
+                src.close()
+                path.rename(importing)  # one process imports it (serve and workers start together)
+            except FileNotFoundError:
+                pass
+            except sqlite3.DatabaseError:
+                log.warning("outbox file %s is not readable; left in place", path)
+                return 0
+        if not importing.is_file():
             return 0
-        src = sqlite3.connect(path)
+        src = sqlite3.connect(importing)
         try:
             rows = src.execute("SELECT destination, key, content_type, payload, status, attempts, last_error, created "
                                "FROM message WHERE status IN ('pending', 'parked') ORDER BY id").fetchall()
@@ -224,7 +236,7 @@ class Outbox:
                   for dest, key, ctype, payload, status, attempts, error, created in rows]
         with self.engine.begin() as conn:
             insert_messages(conn, queued)
-        path.rename(path.with_name(path.name + ".imported"))
+        importing.rename(path.with_name(path.name + ".imported"))
         log.info("queued %d messages of %s in the database outbox", len(queued), path)
         return len(queued)
 

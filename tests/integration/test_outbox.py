@@ -3,7 +3,6 @@ between commit and send, are sent exactly once in order by several senders, and 
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -290,23 +289,34 @@ def test_resend_study_rebuilds_its_result_and_queues_it_again(settings, store, r
 
 # ---- upgrade from the outbox file
 def test_pending_messages_of_the_old_outbox_file_are_queued_in_the_database(settings, store, receiver):
+    """Written in WAL mode by a process that died: its last rows are still in the WAL file."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     old = settings.data_dir / "outbox.sqlite"
-    db = sqlite3.connect(old)
-    db.executescript("""CREATE TABLE message (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, key TEXT,
-        content_type TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '',
-        created REAL NOT NULL, sent REAL);""")
-    for cid, status in (("L1", "sent"), ("L2", "pending"), ("L3", "pending")):
-        db.execute("INSERT INTO message (destination, key, content_type, payload, status, created) VALUES (?, ?, ?, ?, ?, ?)",
-                   (receiver.url, cid, "application/hl7-v2", _oru(cid), status, time.time()))
-    db.commit()
-    db.close()
+    rows = [(receiver.url, cid, "application/hl7-v2", _oru(cid), status, time.time())
+            for cid, status in (("L1", "sent"), ("L2", "pending"), ("L3", "pending"))]
+    subprocess.run([sys.executable, "-c", OLD_OUTBOX_WRITER, str(old), repr(rows)], check=True, timeout=60)
+    assert old.with_name("outbox.sqlite-wal").stat().st_size > 0
     outbox = Outbox(store)
     delivery.resume(settings, outbox)
     assert _wait(lambda: len(receiver.messages) == 2)
     assert receiver.field("MSH.F10") == ["L2", "L3"]
     assert not old.exists() and old.with_name("outbox.sqlite.imported").exists()
+    assert not old.with_name("outbox.sqlite-wal").exists()
+
+
+OLD_OUTBOX_WRITER = r"""
+import ast, os, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("CREATE TABLE message (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL, key TEXT, "
+           "content_type TEXT NOT NULL, payload BLOB NOT NULL, status TEXT NOT NULL DEFAULT 'pending', "
+           "attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, "
+           "last_error TEXT NOT NULL DEFAULT '', created REAL NOT NULL, sent REAL)")
+for row in ast.literal_eval(sys.argv[2]):
+    db.execute("INSERT INTO message (destination, key, content_type, payload, status, created) "
+               "VALUES (?, ?, ?, ?, ?, ?)", row)
+os._exit(0)  # dies without closing: no checkpoint, the rows stay in the WAL
+"""
 
 
 def test_the_migration_makes_the_tables_the_models_describe(store):
