@@ -180,6 +180,25 @@ def test_worker_killed_while_its_oru_waits_for_the_ack_sends_the_same_message_af
         rx.stop()
 
 
+def test_a_later_object_of_the_study_sends_a_correction(settings, store, receiver):
+    """HL7 v2.5.1 OBR-25: F for the study's first result, C for the result updated by a later object."""
+    import dataclasses
+
+    from dacs_fhir.mappers.dicom import parse
+    from dacs_fhir.pipeline import IMPORTED, UPDATED, Pipeline
+
+    settings.destinations = (receiver.url,)
+    settings.broker_url = None
+    pipe = Pipeline(settings, store=store)
+    first = parse(_sample())
+    second = dataclasses.replace(first, sop_instance_uid=first.sop_instance_uid + ".2")
+    assert pipe.ingest_report(first).status == IMPORTED
+    assert pipe.ingest_report(second).status == UPDATED
+    assert _wait(lambda: len(receiver.messages) == 2)
+    assert receiver.field("OBR.F25") == ["F", "C"]
+    assert [m.corrected for m in Outbox(store).list()] == [False, True]
+
+
 def test_a_rolled_back_ingest_queues_nothing(settings, store, receiver, monkeypatch):
     from dacs_fhir import pipeline as pipeline_module
     from dacs_fhir.mappers.dicom import parse
