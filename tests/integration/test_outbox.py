@@ -191,10 +191,12 @@ def test_a_later_object_of_the_study_sends_a_correction(settings, store, receive
     settings.broker_url = None
     pipe = Pipeline(settings, store=store)
     first = parse(_sample())
-    second = dataclasses.replace(first, sop_instance_uid=first.sop_instance_uid + ".2")
+    # another object of the study with irradiations of its own: the study's merged result changes
+    second = dataclasses.replace(first, sop_instance_uid="1.2.826.0.1.3680043.2.1.12.777",
+                                 events=tuple(dataclasses.replace(e, uid=e.uid + ".9") for e in first.events))
     assert pipe.ingest_report(first).status == IMPORTED
     assert pipe.ingest_report(second).status == UPDATED
-    assert _wait(lambda: len(receiver.messages) == 2)
+    assert _wait(lambda: len(receiver.messages) == 2), [(m.status, m.last_error) for m in Outbox(store).list()]
     assert receiver.field("OBR.F25") == ["F", "C"]
     assert [m.corrected for m in Outbox(store).list()] == [False, True]
 
@@ -309,6 +311,7 @@ def test_resend_study_rebuilds_its_result_and_queues_it_again(settings, store, r
 # ---- upgrade from the outbox file
 def test_pending_messages_of_the_old_outbox_file_are_queued_in_the_database(settings, store, receiver):
     """Written in WAL mode by a process that died: its last rows are still in the WAL file."""
+    settings.broker_url = None  # sent by this process's senders
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     old = settings.data_dir / "outbox.sqlite"
     rows = [(receiver.url, cid, "application/hl7-v2", _oru(cid), status, time.time())
