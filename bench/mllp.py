@@ -179,6 +179,7 @@ def bench_oru(n: int, work: Path) -> tuple[float, float, list[bytes]]:
     from dacs_fhir.delivery import Outbox, drain
     from dacs_fhir.listeners.mllp import start_mllp
     from dacs_fhir.mappers.hl7v2 import to_oru
+    from dacs_fhir.store import Store
 
     t = time.perf_counter()
     orus = [to_oru(dose_report(i)).encode() for i in range(n)]
@@ -191,7 +192,9 @@ def bench_oru(n: int, work: Path) -> tuple[float, float, list[bytes]]:
 
     handle = start_mllp("127.0.0.1", 0, receiver)
     url = f"mllp://127.0.0.1:{handle.port}?timeout=5"
-    outbox = Outbox(work / "outbox.sqlite")
+    store = Store(f"sqlite:///{work / 'outbox.sqlite'}")  # the outbox tables of a store, as a server has
+    store.upgrade()
+    outbox = Outbox(store)
     for m in orus:
         outbox.enqueue(url, m, "application/hl7-v2")
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .config import Settings, ensure_private_dir
+from .delivery import Outbox, Pumps
 from .inbox import Inbox
 from .pipeline import Pipeline
 from .tasks import TaskLayer
@@ -23,6 +24,8 @@ def build_pipeline(settings: Optional[Settings] = None, store=None, worker: bool
         store = Store(settings.database_url, generic_plans=worker)
         store.upgrade()
     tasks = TaskLayer(settings, worker=worker)
-    pipeline = Pipeline(settings, store, inbox or Inbox(settings.inbox_dir), tasks)
+    # the outbox's senders: a worker's task with a broker, else a thread per destination here
+    deliveries = Pumps(Outbox(store), tasks.schedule_delivery if settings.broker_url else None)
+    pipeline = Pipeline(settings, store, inbox or Inbox(settings.inbox_dir), tasks, deliveries)
     tasks.bind(pipeline)
     return pipeline

@@ -25,6 +25,7 @@ from . import rules
 from .inbox import DONE, FAILED, Inbox, InboxItem
 
 if TYPE_CHECKING:
+    from .delivery import Pumps
     from .store import Change, Store, Transaction
     from .tasks import TaskLayer
 
@@ -46,12 +47,13 @@ class Outcome:
 class Pipeline:
     """Composition of inbox, mappers, store and rules for one deployment."""
 
-    def __init__(self, settings: Settings, store: "Store", inbox: Inbox, tasks: "TaskLayer"):
+    def __init__(self, settings: Settings, store: "Store", inbox: Inbox, tasks: "TaskLayer", deliveries: "Pumps"):
         """Built by the composition root (:func:`dacs_fhir.composition.build_pipeline`)."""
         self.settings = settings
         self.store = store
         self.inbox = inbox
         self.tasks = tasks
+        self.deliveries = deliveries  # the senders of the outbox (dose results to the EHR / RIS)
 
     # ---- apply: every channel writes through this
     @contextmanager
@@ -128,6 +130,7 @@ class Pipeline:
         the merge of all of them, so arrival order does not matter and the same
         object twice is a duplicate that writes nothing.
         """
+        from . import delivery
         from .aggregate import merge_reports
         from .mappers import report_json
         from .mappers.fhir import to_bundle
@@ -149,9 +152,11 @@ class Pipeline:
             stored = [e["resource"] for e in response.get("entry", []) if "resource" in e]
             tx.record_dose_report(merged, kept=report, kept_json=mine, resources=stored)  # kept: for later merges
             status = UPDATED if any(r.kind == report.kind for r in earlier) else IMPORTED
+            # the result for the EHR (ORU^R01, FHIR) is queued with the record: committed together or not at all
+            queued = delivery.enqueue_in(tx, self.settings, merged, corrected=status == UPDATED,
+                                         dumped=mine if merged is report else None)
             outcome = Outcome(status, study_uid=report.study.instance_uid, resources=sorted(set(written.values())), report=merged)
-        if self.settings.destinations:
-            self._deliver(outcome)
+        self._wake_delivery(queued)
         return outcome
 
     @staticmethod
@@ -190,20 +195,14 @@ class Pipeline:
             return Outcome(REJECTED, reason=f"{err.ack_code} {err.code}: {err.reason}", item_id=item_id)
         return Outcome(IMPORTED, item_id=item_id)
 
-    def _deliver(self, outcome: Outcome) -> None:
-        """Queue the new or corrected dose summary for every destination (HL7 v2 ORU^R01, FHIR)."""
-        import hashlib
-
-        from . import delivery
-        from .mappers import report_json
-
-        digest = hashlib.sha256(json.dumps(report_json.dump(outcome.report), sort_keys=True).encode()).hexdigest()[:32]
-        try:
-            delivery.enqueue_report(self.settings, outcome.report, corrected=outcome.status == UPDATED,
-                                    key=f"{outcome.study_uid}:{outcome.report.kind}:{digest}",
-                                    schedule=self.tasks.schedule_delivery)
-        except Exception:
-            log.exception("queueing dose results for delivery failed (study kept; replay to resend)")
+    def _wake_delivery(self, urls: list[str]) -> None:
+        """After commit: wake the senders of ``urls`` (the messages are queued already; a lost wake-up
+        only delays them until a sender looks again)."""
+        for url in urls:
+            try:
+                self.deliveries.kick(url)
+            except Exception:
+                log.exception("waking the sender of a destination failed (the message stays queued)")
 
     def warm_up(self) -> None:
         """Load what processing an object needs (mappers, profiles, FHIR model classes, search

@@ -172,9 +172,9 @@ def run_rules(self, message: list) -> int:
 @shared_task(name=DELIVER, bind=True, ignore_result=True)
 def deliver_destination(self, url: str) -> None:
     """Send one destination's queue; re-queue itself for the next retry that is due."""
-    from .delivery import Outbox, drain
+    from .delivery import drain
 
-    delay = drain(Outbox.for_settings(self.app.dacs.settings), url)
+    delay = drain(self.app.dacs.pipeline.deliveries.outbox, url)
     if delay is not None:
         self.apply_async(args=(url,), countdown=max(delay, 0.05))
 

@@ -2,8 +2,9 @@
 
     hl7 failed                  inbound messages answered AE/AR (inbox items marked failed)
     hl7 replay ID...            apply inbox items again after a fix, print their ACK code
-    hl7 outbox [--status S]     outbound queue (pending, sent, parked, replayed)
+    hl7 outbox [--status S]     outbound queue (pending, sent, parked, replayed), in the database
     hl7 resend ID...            put parked outbound messages back in their queue
+    hl7 resend --study UID      queue a study's dose results anew, rebuilt from its kept reports
 """
 from __future__ import annotations
 
@@ -47,32 +48,75 @@ def _outbox(args) -> int:
     from ..config import Settings
     from ..delivery import Outbox
 
-    for m in Outbox.for_settings(Settings.from_env()).list(status=args.status, limit=args.limit):
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created))
-        print(f"{m.id}\t{m.status}\t{m.attempts}\t{when}\t{m.destination}\t{m.last_error}")
+    outbox = Outbox.for_settings(Settings.from_env())
+    try:
+        for m in outbox.list(status=args.status, limit=args.limit):
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.created))
+            print(f"{m.id}\t{m.status}\t{m.attempts}\t{when}\t{m.destination}\t{m.last_error}")
+    finally:
+        outbox.close()
     return 0
+
+
+def _wake(settings, outbox, url: str) -> None:
+    """With a broker, have a worker send ``url``'s queue now; without one, the running server's
+    senders find the queued messages on their own."""
+    if settings.broker_url:
+        from ..delivery import Pumps
+        from ..tasks import TaskLayer
+
+        Pumps(outbox, TaskLayer(settings).schedule_delivery).kick(url)
 
 
 def _resend(args) -> int:
     from ..config import Settings
-    from ..delivery import Outbox, kick
+    from ..delivery import Outbox
 
     settings = Settings.from_env()
+    if bool(args.ids) == bool(args.study):
+        print("resend: give outbound message ids, or --study STUDY_INSTANCE_UID", file=sys.stderr)
+        return 2
     outbox = Outbox.for_settings(settings)
-    failed = 0
-    for mid in args.ids:
-        try:
-            msg = outbox.replay(int(mid))
-        except (KeyError, ValueError) as exc:
-            print(f"{mid}: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        if settings.broker_url:
-            from ..tasks import TaskLayer
+    try:
+        if args.study:
+            return _resend_study(args, settings, outbox)
+        failed = 0
+        for mid in args.ids:
+            try:
+                msg = outbox.replay(int(mid))
+            except (KeyError, ValueError) as exc:
+                print(f"{mid}: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            _wake(settings, outbox, msg.destination)
+            print(f"{mid}\tqueued again for {msg.destination}")
+        return 1 if failed else 0
+    finally:
+        outbox.close()
 
-            kick(settings, msg.destination, outbox, TaskLayer(settings).schedule_delivery)
-        print(f"{mid}\tqueued again for {msg.destination}")
-    return 1 if failed else 0
+
+def _resend_study(args, settings, outbox) -> int:
+    """The study's dose results rebuilt from its kept reports, queued anew for each destination."""
+    from ..delivery import parse, requeue_study
+
+    urls = args.destination or list(settings.destinations)
+    if not urls:
+        print("resend: no destination (set DACS_DESTINATIONS or give --destination URL)", file=sys.stderr)
+        return 2
+    try:
+        for url in urls:
+            parse(url)
+        queued = requeue_study(outbox.store, args.study, urls, corrected=args.corrected)
+    except ValueError as exc:
+        print(f"resend: {exc}", file=sys.stderr)
+        return 2
+    except KeyError:
+        print(f"resend: no dose report is kept for study {args.study}", file=sys.stderr)
+        return 1
+    for url, ids in queued.items():
+        _wake(settings, outbox, url)
+        print(f"{','.join(map(str, ids))}\tqueued for {url}")
+    return 0
 
 
 def register(sub) -> None:
@@ -87,6 +131,10 @@ def register(sub) -> None:
     o.add_argument("--status", choices=("pending", "sent", "parked", "replayed"))
     o.add_argument("--limit", type=int, default=1000)
     o.set_defaults(func=_outbox)
-    s = cmds.add_parser("resend", help="queue parked outbound messages again")
-    s.add_argument("ids", nargs="+", metavar="ID")
+    s = cmds.add_parser("resend", help="queue parked outbound messages again, or a study's dose results anew")
+    s.add_argument("ids", nargs="*", metavar="ID", help="outbound message id (parked or pending)")
+    s.add_argument("--study", metavar="STUDY_INSTANCE_UID", help="rebuild the study's results from its kept reports")
+    s.add_argument("--destination", action="append", metavar="URL",
+                   help="with --study: only this destination (repeatable; default: DACS_DESTINATIONS)")
+    s.add_argument("--corrected", action="store_true", help="with --study: mark them corrections (OBR-25 C)")
     s.set_defaults(func=_resend)

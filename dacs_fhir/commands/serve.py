@@ -44,13 +44,11 @@ class Services:
         if s.destinations:
             from .. import delivery
 
-            delivery.resume(s, schedule=self.pipeline.tasks.schedule_delivery)
+            delivery.resume(self.pipeline.deliveries, s)
         return self
 
     def stop(self) -> None:
-        from .. import delivery
-
-        delivery.stop_local_pumps()
+        self.pipeline.deliveries.stop()
         for name, handle in reversed(list(self.handles.items())):
             try:
                 handle.stop()

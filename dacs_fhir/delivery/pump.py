@@ -1,11 +1,11 @@
-"""Sending a destination's queue in order: the Celery task and its in-process runner.
+"""Sending a destination's queue in order: :func:`drain`, and :class:`Pumps` that run it.
 
-:func:`drain` sends the oldest pending message, waits for the ACK, records the
-outcome, and goes on until the queue is empty or its head must wait for a
-retry. It returns the seconds until that retry is due, and the caller schedules
-the next run then: the Celery task re-queues itself with that countdown; without
-a broker a daemon thread per destination sleeps until then or until
-:func:`kick` wakes it for a new message.
+:func:`drain` claims the queue (one sender at a time, see :mod:`.claim`), sends the oldest pending
+message, waits for the ACK, records the outcome, and goes on until the queue is empty or its head
+must wait for a retry. It returns the seconds until that retry is due, and the caller runs it again
+then: :class:`Pumps` hands that to the ``schedule`` it was given (a task queue), or without one
+keeps a daemon thread per destination that sleeps until then or until :meth:`Pumps.kick` wakes it
+for a new message. This module knows no task queue: the composition root injects ``schedule``.
 """
 from __future__ import annotations
 
@@ -14,60 +14,103 @@ import threading
 import time
 from typing import Callable, Optional
 
+from .claim import LostClaim, owner_id
 from .destinations import DeliveryError, parse, sender_for
-from .outbox import PARKED, Outbox, owner_id
+from .outbox import PARKED, Outbox
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60.0
-IDLE_POLL = 5.0
+LEASE_SECONDS = 60.0  # SQLite lease; renewed at half-time while sending
+HOLD_SECONDS = 30.0  # a sender lets go of a busy queue this often (bounds a PostgreSQL lock transaction)
+IDLE_POLL = 5.0  # an idle thread looks again this often (messages queued by another process)
 
 
 def drain(outbox: Outbox, url: str, sender=None, max_messages: Optional[int] = None) -> Optional[float]:
-    """Send ``url``'s queue in order; returns seconds until the head is due again, None when empty."""
+    """Send ``url``'s queue in order; returns seconds until the head is due again (0: run again now),
+    None when the queue is empty or another sender holds it (that sender sends what is queued)."""
+    wait = _head_wait(outbox, url)  # a read: an idle queue is not claimed (a write on SQLite)
+    if wait is None or wait > 0:
+        return wait
     dest = parse(url)
-    owner = owner_id()
-    lease = max(LEASE_SECONDS, dest.timeout * 2)
-    if not outbox.acquire(url, owner, lease):
-        return lease / 2  # another worker is sending this queue
-    renew_at = time.time() + lease / 2
+    lease = max(LEASE_SECONDS, dest.timeout * 3)  # a send may take a connect and a read timeout
     own_sender = sender is None
     sender = sender or sender_for(dest)
-    sent = 0
     try:
-        while max_messages is None or sent < max_messages:
-            msg = outbox.head(url)
-            if msg is None:
-                return None
-            wait = msg.next_attempt - time.time()
-            if wait > 0:
-                return wait
-            if time.time() > renew_at:  # renew well before it runs out (one commit, not one per message)
-                if not outbox.acquire(url, owner, lease):
-                    return lease / 2
-                renew_at = time.time() + lease / 2
-            try:
-                sender.send(msg.payload)
-            except DeliveryError as err:
-                attempts = msg.attempts + 1
-                retry_at = None if err.permanent or attempts >= dest.attempts else time.time() + dest.retry_delay(attempts)
-                status = outbox.mark_failed(msg.id, str(err), retry_at)
-                if status == PARKED:
-                    log.warning("outbound message %s to %s parked after %d attempts: %s", msg.id, url, attempts, err)
-                else:
-                    log.info("outbound message %s to %s failed (attempt %d): %s", msg.id, url, attempts, err)
-                continue
-            outbox.mark_sent(msg.id)  # committed before anything else: never sent twice after an AA
-            sent += 1
-        return 0.0
+        while True:
+            with outbox.claim(url, owner_id(), lease) as claim:
+                if claim is None:
+                    return None
+                delay = _send_queue(outbox, claim, dest, sender, max_messages)
+            if delay is None:  # a message committed while the claim was let go, whose wake-up found it held
+                delay = _head_wait(outbox, url)
+                if delay == 0:
+                    continue
+            return delay
+    except LostClaim:
+        log.warning("sending %s stopped: another sender took the queue", url)
+        return None
     finally:
         if own_sender:
             sender.close()
-        outbox.release(url, owner)
 
 
-# ---- in-process (no broker)
-class LocalPump:
+def _send_queue(outbox: Outbox, claim, dest, sender, max_messages: Optional[int]) -> Optional[float]:
+    url = dest.url
+    sent = 0
+    until = time.time() + HOLD_SECONDS
+    while max_messages is None or sent < max_messages:
+        if time.time() > until:
+            return 0.0
+        msg = claim.head()
+        if msg is None:
+            return None
+        wait = msg.next_attempt - time.time()
+        if wait > 0:
+            return wait
+        payload = msg.payload or _build(outbox, msg, dest)
+        if payload is None:
+            continue
+        try:
+            sender.send(payload)
+        except DeliveryError as err:
+            attempts = msg.attempts + 1
+            retry_at = None if err.permanent or attempts >= dest.attempts else time.time() + dest.retry_delay(attempts)
+            status = outbox.mark_failed(msg.id, str(err), retry_at)
+            if status == PARKED:
+                log.warning("outbound message %s to %s parked after %d attempts: %s", msg.id, url, attempts, err)
+            else:
+                log.info("outbound message %s to %s failed (attempt %d): %s", msg.id, url, attempts, err)
+            continue
+        outbox.mark_sent(msg.id)  # committed before anything else: never sent twice after an AA
+        sent += 1
+    return 0.0
+
+
+def _build(outbox: Outbox, msg, dest) -> Optional[bytes]:
+    """The payload of a message queued with its result, built and kept before its first attempt
+    (None, the message parked, when the result cannot be mapped to what the destination speaks)."""
+    import json
+
+    from ..mappers import report_json
+    from .payloads import payload_for
+
+    try:
+        payload = payload_for(dest, report_json.load(json.loads(msg.report or "null")), msg.corrected)
+    except Exception as exc:  # noqa: BLE001 - what cannot be built now never will be: parked, not retried
+        outbox.mark_failed(msg.id, f"cannot build the message: {exc}", None)
+        log.warning("outbound message %s to %s parked: cannot build it (%s)", msg.id, dest.url, type(exc).__name__)
+        return None
+    outbox.keep_payload(msg.id, payload)
+    return payload
+
+
+def _head_wait(outbox: Outbox, url: str) -> Optional[float]:
+    """Seconds until the queue's head is due (0: now), None when the queue is empty."""
+    head = outbox.head(url)
+    return None if head is None else max(head.next_attempt - time.time(), 0.0)
+
+
+class _Thread:
     """A daemon thread that drains one destination, woken by :meth:`kick` or by its retry time."""
 
     def __init__(self, outbox: Outbox, url: str):
@@ -92,33 +135,51 @@ class LocalPump:
                 delay = drain(self.outbox, self.url)
             except Exception:  # noqa: BLE001 - a broken queue must not end the thread
                 log.exception("delivery to %s failed", self.url)
-                delay = 5.0
-            # idle: look again now and then (a message re-queued by another process)
+                delay = IDLE_POLL
+            if delay == 0:
+                continue
+            # idle: look again now and then (a message queued by another process, a lock let go)
             self._wake.wait(IDLE_POLL if delay is None else min(delay, IDLE_POLL))
 
 
-_pumps: dict[tuple[str, str], LocalPump] = {}
-_pumps_lock = threading.Lock()
+Schedule = Callable[[str, float], None]  # (destination URL, countdown seconds): run drain for it then
 
 
-def kick(settings, url: str, outbox: Optional[Outbox] = None, schedule: Optional[Callable[[str], None]] = None) -> None:
-    """Make sure ``url``'s queue is being sent: by ``schedule(url)`` (the task layer's, with a broker),
-    else by a local thread."""
-    if settings.broker_url and schedule is not None:
-        schedule(url)
-        return
-    key = (str(settings.data_dir), url)
-    with _pumps_lock:
-        pump = _pumps.get(key)
-        if pump is None or not pump.thread.is_alive():
-            pump = _pumps[key] = LocalPump(outbox or Outbox.for_settings(settings), url)
-    pump.kick()
+class Pumps:
+    """The senders of one outbox: ``schedule(url, countdown)`` when given (a task queue whose task
+    calls :func:`drain` and schedules itself again after the delay it returns), else a thread per
+    destination in this process."""
 
+    def __init__(self, outbox: Outbox, schedule: Optional[Schedule] = None):
+        self.outbox = outbox
+        self.schedule = schedule
+        self._threads: dict[str, _Thread] = {}
+        self._lock = threading.Lock()
 
-def stop_local_pumps() -> None:
-    """Stop the in-process senders (shutdown, tests)."""
-    with _pumps_lock:
-        pumps = list(_pumps.values())
-        _pumps.clear()
-    for pump in pumps:
-        pump.stop()
+    def kick(self, url: str) -> None:
+        """Make sure ``url``'s queue is being sent (a wake-up: the messages are already queued)."""
+        if self.schedule is not None:
+            self.schedule(url, 0.0)
+            return
+        with self._lock:
+            pump = self._threads.get(url)
+            if pump is None or not pump.thread.is_alive():
+                pump = self._threads[url] = _Thread(self.outbox, url)
+        pump.kick()
+
+    def resume(self, configured=()) -> list[str]:
+        """Start sending every configured destination and every queue with pending messages (at start-up)."""
+        from .outbox import pending_urls
+
+        urls = pending_urls(self.outbox, configured)
+        for url in urls:
+            self.kick(url)
+        return urls
+
+    def stop(self) -> None:
+        """Stop the threads (shutdown, tests)."""
+        with self._lock:
+            threads = list(self._threads.values())
+            self._threads.clear()
+        for pump in threads:
+            pump.stop()

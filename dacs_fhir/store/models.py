@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -200,4 +201,32 @@ dose_report = Table(
     Column("recorded", DateTime, nullable=False),
     Column("content", Text, nullable=False),  # mappers.report_json.dump(report)
     PrimaryKeyConstraint("study_uid", "sop_instance_uid", name="pk_dose_report"),
+)
+
+# ---- outbound queue (delivery.outbox): written in the transaction of the result it carries
+outbox_message = Table(
+    "outbox_message", metadata,
+    Column("id", PK, primary_key=True, autoincrement=True),  # a destination's messages go in id order
+    Column("destination", String, nullable=False),  # the destination URL
+    Column("key", String(255)),  # idempotency key within a destination (NULL: none)
+    Column("content_type", String(64), nullable=False),
+    Column("report", Text),  # the result to send (report_json form), until its payload is built
+    Column("corrected", Boolean, nullable=False, default=False),
+    Column("payload", LargeBinary),  # the bytes sent, built once before the first attempt
+    Column("status", String(16), nullable=False, default="pending"),  # pending | sent | parked | replayed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", Float, nullable=False, default=0.0),  # epoch seconds
+    Column("last_error", Text, nullable=False, default=""),
+    Column("created", Float, nullable=False),
+    Column("sent", Float),
+    UniqueConstraint("destination", "key", name="uq_outbox_message_destination_key"),
+    Index("ix_outbox_message_queue", "destination", "status", "id"),
+)
+
+# one row per destination: its sender holds the row lock (PostgreSQL) or the lease (SQLite)
+outbox_lease = Table(
+    "outbox_lease", metadata,
+    Column("destination", String, primary_key=True),
+    Column("owner", String(255), nullable=False, default=""),  # host:pid:thread (SQLite lease)
+    Column("until", Float, nullable=False, default=0.0),  # epoch seconds the SQLite lease lasts
 )

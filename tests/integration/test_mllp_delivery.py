@@ -1,4 +1,5 @@
-"""Outbound store-and-forward: ORU^R01 to a test MLLP receiver, in order, exactly once, through outages."""
+"""Outbound store-and-forward from the database outbox: ORU^R01 to a test MLLP receiver, in order, exactly once,
+through outages."""
 from __future__ import annotations
 
 import os
@@ -12,7 +13,7 @@ import uuid
 import hl7
 import pytest
 
-from dacs_fhir.delivery import PARKED, SENT, Outbox, drain, enqueue_report, stop_local_pumps
+from dacs_fhir.delivery import PARKED, SENT, Outbox, Pumps, drain, enqueue_report
 from dacs_fhir.domain import CT, SOURCE_RDSR, AccumulatedDose, Concept, DoseReport, Measurement, Patient, Quantity, Study
 from dacs_fhir.listeners.mllp import start_mllp
 
@@ -66,11 +67,18 @@ def _oru(n: int, control: str) -> bytes:
 
 
 @pytest.fixture
-def outbox(tmp_path):
-    box = Outbox(tmp_path / "outbox.sqlite")
+def outbox(store):
+    box = Outbox(store)
     yield box
-    stop_local_pumps()
     box.close()
+
+
+@pytest.fixture
+def senders(outbox):
+    """The in-process senders of ``outbox`` (a thread per destination)."""
+    pumps = Pumps(outbox)
+    yield pumps
+    pumps.stop()
 
 
 def _wait(pred, timeout=20.0):
@@ -144,14 +152,14 @@ def test_ae_is_retried_then_parked_and_replayable(outbox):
         rx.stop()
 
 
-def test_enqueue_report_in_process_pump_delivers_oru(outbox, settings):
+def test_enqueue_report_in_process_pump_delivers_oru(senders, settings):
     settings.broker_url = None  # the in-process pump (the broker-backed task has its own test)
     rx = Receiver()
     url = f"mllp://127.0.0.1:{rx.handle.port}?timeout=2&backoff=0.05"
     try:
         for n in range(5):
-            enqueue_report(settings, report(n), key=f"r{n}", destinations=[url], outbox=outbox)
-        enqueue_report(settings, report(0), key="r0", destinations=[url], outbox=outbox)  # same key: not queued again
+            enqueue_report(senders, settings, report(n), key=f"r{n}", destinations=[url])
+        enqueue_report(senders, settings, report(0), key="r0", destinations=[url])  # same key: not queued again
         assert _wait(lambda: len(rx.messages) == 5)
         time.sleep(0.2)
         assert len(rx.messages) == 5
@@ -163,14 +171,14 @@ def test_enqueue_report_in_process_pump_delivers_oru(outbox, settings):
         rx.stop()
 
 
-def test_received_oru_obx_match_fhir_summary(outbox, settings):
+def test_received_oru_obx_match_fhir_summary(senders, settings):
     settings.broker_url = None
     from dacs_fhir.mappers import fhir
     rx = Receiver()
     url = f"mllp://127.0.0.1:{rx.handle.port}?timeout=2"
     try:
         r = report(7)
-        enqueue_report(settings, r, destinations=[url], outbox=outbox)
+        enqueue_report(senders, settings, r, destinations=[url])
         assert _wait(lambda: len(rx.messages) == 1)
         bundle = fhir.to_bundle(r)
         summary = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
@@ -248,12 +256,12 @@ def test_fhir_destination_retries_5xx_and_parks_4xx(outbox, settings):
 
 
 @pytest.mark.skipif(not os.environ.get("DACS_BROKER_URL"), reason="needs DACS_BROKER_URL (a real Celery worker)")
-def test_delivery_through_a_real_celery_worker(settings, tmp_path):
+def test_delivery_through_a_real_celery_worker(settings, store, tmp_path):
     from dacs_fhir.tasks import TaskLayer
 
     settings.queue = f"dacs-test-{uuid.uuid4().hex[:8]}"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    schedule = TaskLayer(settings).schedule_delivery
+    senders = Pumps(Outbox(store), TaskLayer(settings).schedule_delivery)  # a worker sends
     env = dict(os.environ, DACS_DATABASE_URL=settings.database_url, DACS_DATA_DIR=str(settings.data_dir),
                DACS_BROKER_URL=settings.broker_url, DACS_QUEUE=settings.queue)
     rx = Receiver()
@@ -263,7 +271,7 @@ def test_delivery_through_a_real_celery_worker(settings, tmp_path):
                               env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         for n in range(3):
-            enqueue_report(settings, report(n), key=f"w{n}", destinations=[url], schedule=schedule)
+            enqueue_report(senders, settings, report(n), key=f"w{n}", destinations=[url])
         assert _wait(lambda: len(rx.messages) == 3, timeout=120), (tmp_path / "worker.log").read_text()[-2000:]
         time.sleep(0.5)
         assert [str(hl7.parse(m)["OBR.F18"]) for m in rx.messages] == ["A0", "A1", "A2"]  # once each, in order
