@@ -135,6 +135,7 @@ def test_refused_sender_replayed_by_the_operator_reaches_the_rules(settings, sto
     assert handed == []
     monkeypatch.setenv("DACS_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("DACS_DATABASE_URL", settings.database_url)
+    monkeypatch.delenv("DACS_BROKER_URL", raising=False)  # the command's rules stage runs in its own process
     capsys.readouterr()
     assert main(["hl7", "failed"]) == 0 and item_id in capsys.readouterr().out
     assert main(["hl7", "replay", item_id]) == 0
