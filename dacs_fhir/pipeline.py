@@ -168,22 +168,39 @@ class Pipeline:
         return report
 
     def ingest_fhir(self, raw: bytes, source: str = "") -> Outcome:
-        """A FHIR resource or Bundle (JSON) written through the store."""
+        """A FHIR resource or Bundle (JSON) written through the store; refused (RejectedInput) when it is
+        not FHIR JSON, nests deeper than ``jsontext.MAX_DEPTH``, breaks a profile it claims (ours or the
+        RDS IG's) or is refused by the store."""
         from .errors import RejectedInput as Rejected
+        from .jsontext import MAX_DEPTH, nesting_depth
+        from .profiles import validate
+        from .store.errors import StoreError
 
+        if nesting_depth(raw) > MAX_DEPTH:
+            raise Rejected(f"invalid FHIR JSON: objects and arrays nest deeper than {MAX_DEPTH} levels")
         try:
             resource = json.loads(raw)
         except ValueError as exc:
             raise Rejected(f"invalid FHIR JSON: {exc}") from None
         if not isinstance(resource, dict) or "resourceType" not in resource:
             raise Rejected("invalid FHIR JSON: no resourceType")
-        with self.transaction(source) as tx:
-            if resource["resourceType"] == "Bundle" and resource.get("type") in ("transaction", "batch"):
-                response = tx.process_bundle(resource)
-                written = [e.get("response", {}).get("location", "") for e in response.get("entry", [])]
-            else:
-                out = tx.create(resource)
-                written = [f"{out.resource['resourceType']}/{out.resource['id']}"]
+        bundle = resource["resourceType"] == "Bundle" and resource.get("type") in ("transaction", "batch")
+        if bundle:
+            _check_profiles(resource, "imported resources")
+        elif errors := [i for i in validate(resource) if i.severity == "error"]:
+            raise Rejected(f"imported {resource['resourceType']} breaks its profiles: {errors[0].path}: {errors[0].message}")
+        try:
+            with self.transaction(source) as tx:
+                if bundle:
+                    response = tx.process_bundle(resource)
+                    written = [e.get("response", {}).get("location", "") for e in response.get("entry", [])]
+                else:
+                    out = tx.create(resource)
+                    written = [f"{out.resource['resourceType']}/{out.resource['id']}"]
+        except StoreError as exc:
+            if exc.status >= 500:
+                raise
+            raise Rejected(f"refused by the store ({exc.status}): {exc}") from None
         return Outcome(IMPORTED, resources=[w for w in written if w])
 
     def _process_hl7(self, item_id: str, raw: bytes) -> Outcome:
@@ -226,15 +243,15 @@ class Pipeline:
 
 
 
-def _check_profiles(bundle: dict) -> None:
-    """MappingError (the object stays in the inbox, failed with the reason) when a mapped bundle breaks
-    a profile (RDS IG and ours): cardinality, fixed values, slices, bindings, UCUM units."""
+def _check_profiles(bundle: dict, what: str = "mapped resources") -> None:
+    """MappingError (the object stays in the inbox, failed with the reason) when a bundle's resources
+    break a profile they claim (RDS IG and ours): cardinality, fixed values, slices, bindings, UCUM units."""
     from .errors import MappingError
     from .profiles import validate_bundle
 
     errors = [i for i in validate_bundle(bundle) if i.severity == "error"]
     if errors:
-        raise MappingError(f"mapped resources break their profiles: {errors[0].path}: {errors[0].message}"
+        raise MappingError(f"{what} break their profiles: {errors[0].path}: {errors[0].message}"
                            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
 
 

@@ -12,6 +12,7 @@ from typing import Optional
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
+from ...jsontext import MAX_DEPTH
 from ...store.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ ISSUE_CODES = {
 
 # Limits a request must keep; a request past one is a client error (400 naming the limit), never a
 # 500 from deep recursion, an integer the database cannot hold or an SQL expression too large.
-MAX_JSON_DEPTH = 100  # nesting of objects and arrays in a request body
+MAX_JSON_DEPTH = MAX_DEPTH  # nesting of objects and arrays in a request body
 MAX_OFFSET = 2**31 - 1  # _getpagesoffset / _offset
 MAX_VERSION = 2**63 - 1  # a version id: the database's 64-bit integer
 SQLITE_LIMITS = ("expression tree is too large", "too many sql variables", "too many terms in compound select",

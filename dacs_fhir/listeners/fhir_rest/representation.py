@@ -13,6 +13,7 @@ from typing import Optional
 
 from flask import Response, request
 
+from ...jsontext import nesting_depth
 from .outcomes import MAX_JSON_DEPTH, FhirError, LimitExceeded
 
 FHIR_JSON = "application/fhir+json"
@@ -70,27 +71,6 @@ def fhir_response(body: Optional[dict], status: int = 200, headers: Optional[dic
         if value:
             resp.headers[key] = value
     return resp
-
-
-# the nesting of a JSON text is that of its brackets outside strings: escapes go first (so an
-# escaped quote does not end a string), then strings, then every byte but a bracket
-_ESCAPE = re.compile(rb"\\.", re.S)
-_STRING = re.compile(rb'"[^"]*"')
-_INNERMOST = re.compile(rb"\[\]|\{\}")
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
-
-
-def nesting_depth(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int:
-    """How deep objects and arrays nest in the JSON text ``raw``, counted up to ``limit + 1``
-    without recursion: each pass removes the innermost empty pairs (C speed, no parse)."""
-    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", raw)).translate(None, _NOT_BRACKETS)
-    depth = 0
-    while brackets and depth <= limit:
-        brackets, removed = _INNERMOST.subn(b"", brackets)
-        if not removed:  # unbalanced: not JSON, the parser says so
-            break
-        depth += 1
-    return depth
 
 
 _REFERENCE = re.compile(rb'"reference"\s*:\s*"((?:[^"\\]|\\.)*)"')
