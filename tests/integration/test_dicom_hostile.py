@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from peers import closed_by_server
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config
 from pynetdicom.dsutils import split_dataset
@@ -226,16 +227,6 @@ def _echo_works(port: int, ae_title: str = "MODALITY", source: str = "127.0.0.1"
     return ok
 
 
-def _closed_by_server(sock: socket.socket, within: float) -> bool:
-    sock.settimeout(within)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
 @pytest.fixture
 def stored(settings, corpus):
     """Start an SCP (allow-list: MODALITY, IDLER, OTHER…) on ``settings`` changed by the keywords and
@@ -277,7 +268,7 @@ def test_silent_connections_are_dropped_and_lock_out_no_one(settings, corpus):
         silent = [socket.create_connection(("127.0.0.1", handle.port)) for _ in range(40)]
         assert _echo_works(handle.port, source="127.0.0.2")  # another peer is served meanwhile
         started = time.monotonic()
-        assert all(_closed_by_server(s, 4.0) for s in silent)  # no A-ASSOCIATE-RQ within the ACSE timeout
+        assert all(closed_by_server(s, 4.0) for s in silent)  # no A-ASSOCIATE-RQ within the ACSE timeout
         assert time.monotonic() - started < 5
         for s in silent:
             s.close()
@@ -321,7 +312,7 @@ def test_a_pdu_length_no_pdu_may_have_closes_the_connection(stored):
     handle = stored()
     sock = socket.create_connection(("127.0.0.1", handle.port))
     sock.sendall(b"\x01\x00" + struct.pack(">I", 0xFFFFFF00) + b"\x00" * 65536)  # A-ASSOCIATE-RQ of ~4 GiB
-    assert _closed_by_server(sock, 2.0)  # long before the ACSE timeout (10 s)
+    assert closed_by_server(sock, 2.0)  # long before the ACSE timeout (10 s)
     sock.close()
     assert _echo_works(handle.port)
 

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from peers import closed_by_server
 
 FHIR_JSON = "application/fhir+json"
 JSON_HEADERS = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
@@ -21,8 +22,8 @@ JSON_HEADERS = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
 
 def start_api(settings):
     from dacs_fhir.app import create_app
-    from dacs_fhir.listeners.http_server import start_http
     from dacs_fhir.composition import build_pipeline
+    from dacs_fhir.listeners.http_server import start_http
 
     pipeline = build_pipeline(settings)
     server = start_http(create_app(pipeline), "127.0.0.1", 0)
@@ -89,16 +90,6 @@ def _stall(port: int, count: int) -> list[socket.socket]:
     return socks
 
 
-def _closed_by_server(sock: socket.socket, deadline: float) -> bool:
-    sock.settimeout(max(deadline - time.monotonic(), 0.01))
-    try:
-        return sock.recv(1024) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
 def test_half_sent_requests_neither_lock_out_a_client_nor_stay_open(settings):
     settings.http_channel_timeout = 3.0
     settings.http_cleanup_interval = 0.5
@@ -110,7 +101,7 @@ def test_half_sent_requests_neither_lock_out_a_client_nor_stay_open(settings):
         assert resp.status_code == 200 and resp.json()["resourceType"] == "CapabilityStatement"
         assert time.monotonic() - started < 3.0  # answered at once, not after the stalled ones time out
         deadline = time.monotonic() + settings.http_channel_timeout + 6
-        still_open = [s for s in socks if not _closed_by_server(s, deadline)]
+        still_open = [s for s in socks if not closed_by_server(s, deadline - time.monotonic())]
         assert not still_open, f"{len(still_open)} stalled connections still open"
     finally:
         for s in socks:
@@ -382,8 +373,8 @@ def test_without_a_base_url_a_foreign_host_header_gets_the_bound_address(api):
 
 def test_a_non_loopback_bind_without_a_base_url_refuses_to_start(settings):
     from dacs_fhir.app import create_app
-    from dacs_fhir.config import Settings
     from dacs_fhir.composition import build_pipeline
+    from dacs_fhir.config import Settings
     from dacs_fhir.listeners.http_server import HttpServer
 
     app = create_app(build_pipeline(settings))

@@ -12,9 +12,20 @@ import uuid
 
 import hl7
 import pytest
+from peers import wait_until
 
 from dacs_fhir.delivery import PARKED, SENT, Outbox, Pumps, drain, enqueue_report
-from dacs_fhir.domain import CT, SOURCE_RDSR, AccumulatedDose, Concept, DoseReport, Measurement, Patient, Quantity, Study
+from dacs_fhir.domain import (
+    CT,
+    SOURCE_RDSR,
+    AccumulatedDose,
+    Concept,
+    DoseReport,
+    Measurement,
+    Patient,
+    Quantity,
+    Study,
+)
 from dacs_fhir.listeners.mllp import start_mllp
 
 pytestmark = pytest.mark.integration
@@ -79,15 +90,6 @@ def senders(outbox):
     pumps = Pumps(outbox)
     yield pumps
     pumps.stop()
-
-
-def _wait(pred, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 def test_down_then_up_receives_every_message_once_in_order(outbox):
@@ -160,7 +162,7 @@ def test_enqueue_report_in_process_pump_delivers_oru(senders, settings):
         for n in range(5):
             enqueue_report(senders, settings, report(n), key=f"r{n}", destinations=[url])
         enqueue_report(senders, settings, report(0), key="r0", destinations=[url])  # same key: not queued again
-        assert _wait(lambda: len(rx.messages) == 5)
+        assert wait_until(lambda: len(rx.messages) == 5)
         time.sleep(0.2)
         assert len(rx.messages) == 5
         accessions = [str(hl7.parse(m)["OBR.F18"]) for m in rx.messages]
@@ -179,7 +181,7 @@ def test_received_oru_obx_match_fhir_summary(senders, settings):
     try:
         r = report(7)
         enqueue_report(senders, settings, r, destinations=[url])
-        assert _wait(lambda: len(rx.messages) == 1)
+        assert wait_until(lambda: len(rx.messages) == 1)
         bundle = fhir.to_bundle(r)
         summary = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Observation"
                        and any(c.get("code") == "73569-6" for c in e["resource"]["code"]["coding"]))
@@ -272,7 +274,7 @@ def test_delivery_through_a_real_celery_worker(settings, store, tmp_path):
     try:
         for n in range(3):
             enqueue_report(senders, settings, report(n), key=f"w{n}", destinations=[url])
-        assert _wait(lambda: len(rx.messages) == 3, timeout=120), (tmp_path / "worker.log").read_text()[-2000:]
+        assert wait_until(lambda: len(rx.messages) == 3, timeout=120), (tmp_path / "worker.log").read_text()[-2000:]
         time.sleep(0.5)
         assert [str(hl7.parse(m)["OBR.F18"]) for m in rx.messages] == ["A0", "A1", "A2"]  # once each, in order
     finally:

@@ -10,10 +10,11 @@ import subprocess
 import time
 
 import pytest
+from peers import closed_by_server
 
+from dacs_fhir.composition import build_pipeline
 from dacs_fhir.inbox import FAILED, Inbox
 from dacs_fhir.listeners.mllp import start_mllp_for
-from dacs_fhir.composition import build_pipeline
 from dacs_fhir.transport.mllp import FrameReader, exchange, frame, read_frame
 
 pytestmark = pytest.mark.integration
@@ -66,22 +67,12 @@ def _stored(store) -> list[tuple]:
     return sorted((p["id"], p["meta"]["versionId"], p["name"][0]["family"]) for p in found)
 
 
-def _closed_by_server(sock: socket.socket, within: float) -> bool:
-    sock.settimeout(within)
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
-    except socket.timeout:
-        return False
-
-
 def test_idle_connection_is_closed(listener):
     handle = listener(mllp_idle_timeout=0.5)
     with _connect(handle.port) as idle, _connect(handle.port) as half:
         half.sendall(b"\x0b" + adt("K1", family="Never")[:40])  # half a frame, then silence
         t = time.monotonic()
-        assert _closed_by_server(idle, 5) and _closed_by_server(half, 5)
+        assert closed_by_server(idle, 5) and closed_by_server(half, 5)
         assert time.monotonic() - t < 4
     assert _stored(handle.store) == handle.before
     with _connect(handle.port) as sock:  # the listener still serves
@@ -97,7 +88,7 @@ def test_connections_over_the_per_peer_cap_are_closed_at_once(listener, caplog):
             assert _msa(exchange(sock, adt("K3"), FrameReader())) == "AA"
         extra = _connect(handle.port)
         t = time.monotonic()
-        assert _closed_by_server(extra, 5) and time.monotonic() - t < 2
+        assert closed_by_server(extra, 5) and time.monotonic() - t < 2
         extra.close()
         other = _connect(handle.port, source="127.0.0.2")  # another address has its own share
         assert _msa(exchange(other, adt("K4", mrn="HK4", family="Second"), FrameReader())) == "AA"
@@ -120,7 +111,7 @@ def test_connections_over_the_total_cap_are_closed_at_once(listener):
         for sock in held:
             assert _msa(exchange(sock, adt("K6"), FrameReader())) == "AA"
         with _connect(handle.port, "127.0.0.4") as extra:
-            assert _closed_by_server(extra, 5)
+            assert closed_by_server(extra, 5)
     finally:
         for sock in held:
             sock.close()
@@ -158,7 +149,7 @@ def test_oversized_frame_is_answered_ar_and_closed(listener):
             pass  # the server may close before the whole frame is sent; its answer is still there
         ack = read_frame(sock, reader)
         assert _msa(ack) == "AR" and b"MSA|AR|B1" in ack and b"larger than 65536 bytes" in ack
-        assert _closed_by_server(sock, 5)
+        assert closed_by_server(sock, 5)
     assert _stored(handle.store) == handle.before
     with _connect(handle.port) as sock:
         assert _msa(exchange(sock, adt("B2"), FrameReader())) == "AA"

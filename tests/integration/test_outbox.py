@@ -10,6 +10,7 @@ import time
 
 import hl7
 import pytest
+from peers import wait_until
 
 from dacs_fhir import delivery
 from dacs_fhir.delivery import PENDING, SENT, Outbox, Pumps, drain
@@ -64,15 +65,6 @@ def _sample() -> bytes:
     from dacs_fhir.samples import sample_objects
 
     return sample_objects()[0][1]
-
-
-def _wait(pred, timeout=30.0) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 # ---- killed between commit and send (issue 12 §3)
@@ -131,7 +123,7 @@ def test_worker_killed_between_commit_and_send_delivers_once_after_restart(setti
     restarted = run("restart")
     assert restarted.returncode == 0, restarted.stderr[-2000:]
     assert restarted.stdout.strip() == "duplicate"  # the study was stored before the crash: nothing new queued
-    assert _wait(lambda: len(receiver.messages) >= 1)
+    assert wait_until(lambda: len(receiver.messages) >= 1)
     time.sleep(0.5)
     assert len(receiver.messages) == 1
     (sent,) = outbox.list()
@@ -167,7 +159,7 @@ def test_worker_killed_while_its_oru_waits_for_the_ack_sends_the_same_message_af
         restarted = subprocess.run([sys.executable, "-c", SCRIPT, "restart", str(sample)], env=env,
                                    capture_output=True, text=True, timeout=180)
         assert restarted.returncode == 0, restarted.stderr[-2000:]
-        assert _wait(lambda: len(rx.messages) == 2)
+        assert wait_until(lambda: len(rx.messages) == 2)
         time.sleep(0.5)
         first, second = rx.messages
         assert first == second  # the kept payload: same bytes, same control id
@@ -184,8 +176,8 @@ def test_a_later_object_of_the_study_sends_a_correction(settings, store, receive
     """HL7 v2.5.1 OBR-25: F for the study's first result, C for the result updated by a later object."""
     import dataclasses
 
-    from dacs_fhir.mappers.dicom import parse
     from dacs_fhir.composition import build_pipeline
+    from dacs_fhir.mappers.dicom import parse
     from dacs_fhir.pipeline import IMPORTED, UPDATED
 
     settings.destinations = (receiver.url,)
@@ -197,15 +189,15 @@ def test_a_later_object_of_the_study_sends_a_correction(settings, store, receive
                                  events=tuple(dataclasses.replace(e, uid=e.uid + ".9") for e in first.events))
     assert pipe.ingest_report(first).status == IMPORTED
     assert pipe.ingest_report(second).status == UPDATED
-    assert _wait(lambda: len(receiver.messages) == 2), [(m.status, m.last_error) for m in Outbox(store).list()]
+    assert wait_until(lambda: len(receiver.messages) == 2), [(m.status, m.last_error) for m in Outbox(store).list()]
     assert receiver.field("OBR.F25") == ["F", "C"]
     assert [m.corrected for m in Outbox(store).list()] == [False, True]
 
 
 def test_a_rolled_back_ingest_queues_nothing(settings, store, receiver, monkeypatch):
     from dacs_fhir import pipeline as pipeline_module
-    from dacs_fhir.mappers.dicom import parse
     from dacs_fhir.composition import build_pipeline
+    from dacs_fhir.mappers.dicom import parse
 
     settings.destinations = (receiver.url,)
     pipe = build_pipeline(settings, store=store)
@@ -272,14 +264,14 @@ def _oru(control_id: str) -> bytes:
 
 # ---- sent again on demand
 def test_resend_study_rebuilds_its_result_and_queues_it_again(settings, store, receiver):
-    from dacs_fhir.mappers.dicom import parse
     from dacs_fhir.composition import build_pipeline
+    from dacs_fhir.mappers.dicom import parse
 
     settings.destinations = (receiver.url,)
     settings.broker_url = None
     report = parse(_sample())
     build_pipeline(settings, store=store).ingest_report(report)
-    assert _wait(lambda: len(receiver.messages) == 1)
+    assert wait_until(lambda: len(receiver.messages) == 1)
     env = {**os.environ, "DACS_DATA_DIR": str(settings.data_dir), "DACS_DATABASE_URL": settings.database_url,
            "DACS_DESTINATIONS": receiver.url, "DACS_BROKER_URL": ""}
 
@@ -296,7 +288,7 @@ def test_resend_study_rebuilds_its_result_and_queues_it_again(settings, store, r
     assert done.stdout.strip().endswith(f"queued for {receiver.url}")
     senders = Pumps(Outbox(store))
     senders.kick(receiver.url)
-    assert _wait(lambda: len(receiver.messages) == 2)
+    assert wait_until(lambda: len(receiver.messages) == 2)
     senders.stop()
     one, two = (hl7.parse(m) for m in receiver.messages)
     assert str(one["MSH.F10"]) != str(two["MSH.F10"])  # a new message, not a copy of the first
@@ -323,7 +315,7 @@ def test_pending_messages_of_the_old_outbox_file_are_queued_in_the_database(sett
     assert old.with_name("outbox.sqlite-wal").stat().st_size > 0
     senders = Pumps(Outbox(store))
     delivery.resume(senders, settings)
-    assert _wait(lambda: len(receiver.messages) == 2)
+    assert wait_until(lambda: len(receiver.messages) == 2)
     senders.stop()
     assert receiver.field("MSH.F10") == ["L2", "L3"]
     assert not old.exists() and old.with_name("outbox.sqlite.imported").exists()
