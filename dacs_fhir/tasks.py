@@ -148,7 +148,7 @@ def process_inbox_items(self, item_ids: list[str]) -> list[str]:
         try:
             out.append(pipeline.process(item_id).status)
         except TransientError as exc:
-            raise self.retry(args=(item_ids[n:],), exc=exc)
+            raise self.retry(args=(item_ids[n:],), exc=exc) from exc
     return out
 
 
@@ -158,7 +158,7 @@ def process_inbox_item(self, item_id: str) -> str:
     try:
         return self.app.dacs.pipeline.process(item_id).status
     except TransientError as exc:
-        raise self.retry(exc=exc)
+        raise self.retry(exc=exc) from exc
 
 
 @shared_task(name=RUN_RULES, bind=True)

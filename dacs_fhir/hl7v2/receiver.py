@@ -290,7 +290,7 @@ def _apply_bundle(tx, bundle: dict, prior: list[dict] | tuple = ()) -> tuple[str
         resource["link"] = links
     tx.update("Patient", pid, {**resource, "id": pid}, validate=False)
     ref = f"Patient/{pid}"
-    for e, (rtype, query), ids in zip(rest, queries, matched):
+    for e, (rtype, _query), ids in zip(rest, queries, matched, strict=True):
         res = _rewrite_refs(e["resource"], entry["fullUrl"], ref)
         if e["request"]["method"] == "POST":  # conditional create: a replay adds nothing
             if not ids:

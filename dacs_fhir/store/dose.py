@@ -20,7 +20,6 @@ from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
 from .raw import ArrayInsert, Statement
 
-
 LOINC_DOSE_SUMMARY = "73569-6"  # RDS IG radiation-dose-summary Observation.code
 # irradiation_event column -> DCM code (TID 10013 / TID 10003), canonical units of units.py
 EVENT_VALUES = {"ctdivol": codes.MEAN_CTDIVOL, "dlp": codes.DLP, "ssde": codes.SSDE, "dap": codes.DAP,

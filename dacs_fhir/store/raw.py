@@ -219,7 +219,7 @@ def run_pipelined(conn: Connection, statements: Sequence[tuple]) -> list:
     dbapi = conn.connection.dbapi_connection
     if len(statements) == 1 or conn.dialect.name != "postgresql":
         cursors = [dbapi.cursor() for _ in statements]
-        for cursor, (sql, params, *options) in zip(cursors, statements):
+        for cursor, (sql, params, *options) in zip(cursors, statements, strict=True):
             cursor.execute(sql, params, **(options[0] if options else {}))
         return cursors
     cursors = []

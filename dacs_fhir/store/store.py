@@ -8,8 +8,8 @@ from importlib.resources import as_file, files
 from typing import Iterator, Optional
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from .transaction import KeyPool, Transaction
 

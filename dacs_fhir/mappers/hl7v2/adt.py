@@ -15,7 +15,17 @@ from typing import Optional
 from ...codes import SYS_LOINC, SYS_OBS_CATEGORY, SYS_UCUM
 from ...hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, ContentError, Location
 from ...hl7v2.message import Inbound, Segment
-from .datatypes import GENDER, SID_BASE, address, fhir_date, fhir_datetime, full_url, human_name, identifier_criterion, identifier_cx
+from .datatypes import (
+    GENDER,
+    SID_BASE,
+    address,
+    fhir_date,
+    fhir_datetime,
+    full_url,
+    human_name,
+    identifier_criterion,
+    identifier_cx,
+)
 
 OBX_ID_SYSTEM = f"{SID_BASE}/hl7v2-obx"
 WEIGHT, HEIGHT = "29463-7", "8302-2"
