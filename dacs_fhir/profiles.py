@@ -193,6 +193,7 @@ class _Check:
         for i, item in enumerate(items):
             name = None
             if by_code and type(item) is dict:
+                assert index is not None  # by_code holds only with an index
                 value = item.get(key_path)
                 if type(value) is dict:
                     for cd in value.get("coding", ()):

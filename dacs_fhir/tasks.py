@@ -58,7 +58,7 @@ class TaskLayer:
             self.celery.conf.update(broker_url=settings.broker_url, task_always_eager=False)
         else:
             self.celery.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=False)
-        self.celery.dacs = self  # type: ignore[attr-defined]  # how a task finds its layer
+        self.celery.dacs = self  # how a task finds its layer
         self._pipeline: Optional["Pipeline"] = None
         self._idle = threading.Condition()  # in-process tasks: how many are queued or running
         self._outstanding = 0

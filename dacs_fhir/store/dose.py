@@ -77,6 +77,7 @@ def record_parts(conn: Connection, report: DoseReport, kept: DoseReport, kept_js
         if table_rows and postgres:
             work.append(array_insert.bind(table_rows))
         else:
+            assert stmt.keys is not None  # an INSERT names its columns
             work += [stmt.bind(conn, {k: r.get(k) for k in stmt.keys}) for r in table_rows]
     work.append((_UPSERT_REPORT_PG if postgres else _UPSERT_REPORT_SQLITE).bind(conn, kept_row))
     return deletes, work
