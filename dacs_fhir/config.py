@@ -1,4 +1,4 @@
-"""Settings from the environment (prefix ``DACS_``), see DESIGN.md §3."""
+"""Settings from the environment (prefix ``DACS_``), see docs/architecture.md."""
 from __future__ import annotations
 
 import os
