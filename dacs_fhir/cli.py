@@ -1,4 +1,4 @@
-"""The ``dacs-fhir`` command line (DESIGN.md §2).
+"""The ``dacs-fhir`` command line (docs/architecture.md §2).
 
 Each subcommand lives in its own module under :mod:`dacs_fhir.commands` and
 exposes ``register(subparsers)``; the command's function returns the exit code.

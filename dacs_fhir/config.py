@@ -1,10 +1,10 @@
-"""Settings from the environment (prefix ``DACS_``), see DESIGN.md §3."""
+"""Settings from the environment (prefix ``DACS_``), see docs/architecture.md."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
 
@@ -83,7 +83,7 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Optional[dict] = None) -> "Settings":
+    def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
         env = os.environ if env is None else env
         data_dir = Path(env.get("DACS_DATA_DIR", "./dacs-data"))
         return cls(

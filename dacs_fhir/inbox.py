@@ -29,6 +29,7 @@ mark (failed, replayed) goes to the usual state file, which takes precedence. Jo
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -325,6 +326,6 @@ class Inbox:
                     if status is None or item.status == status:
                         yield item
 
-    def find(self, kind: str, **meta) -> list[InboxItem]:
+    def find(self, kind: str, **meta) -> builtins.list[InboxItem]:  # ``list`` here is Inbox.list
         """Items of ``kind`` whose metadata has these values (e.g. ``sop_instance_uid=…``), oldest first."""
         return [i for i in self.list(kind=kind) if all(i.meta.get(k) == v for k, v in meta.items())]

@@ -89,6 +89,7 @@ class Journal:
             with self._lock:
                 if self._fd is None or self._size > JOURNAL_ROTATE:
                     self._open()
+                assert self._fd is not None  # _open() set it
                 offset = self._size
                 record = head + meta_raw + data
                 if os.pwrite(self._fd, record, offset) != len(record):

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from sqlalchemy.exc import OperationalError
 
+from . import rules
 from .config import Settings
 from .domain import DoseReport
 from .errors import RejectedInput, TransientError
-from . import rules
 from .inbox import DONE, FAILED, Inbox, InboxItem
 
 if TYPE_CHECKING:
@@ -226,9 +226,9 @@ class Pipeline:
         parameters) by mapping the built-in sample objects, storing nothing. A worker does this
         before its pool forks, so each pool process starts with them (loading them took a pool
         process about a second of CPU, spent on its first objects)."""
+        from .mappers import report_json
         from .mappers.dicom import parse
         from .mappers.fhir import to_bundle
-        from .mappers import report_json
         from .samples import sample_objects
         from .store import searchparams, validation
 
@@ -258,7 +258,7 @@ def _check_profiles(bundle: dict, what: str = "mapped resources") -> None:
 def _written(bundle: dict, response: dict) -> dict[str, str]:
     """Map each request fullUrl of ``bundle`` to the ``Type/id`` the store wrote."""
     out: dict[str, str] = {}
-    for req, res in zip(bundle.get("entry", []), response.get("entry", [])):
+    for req, res in zip(bundle.get("entry", []), response.get("entry", []), strict=True):
         location = (res.get("response") or {}).get("location", "")
         if location:
             parts = location.split("/")

@@ -16,7 +16,17 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Callable, Iterable, Optional
 
-from .profile_rules import PRIMITIVE_CHECKS, Node, Profile, compile_profiles, constraint_at, matches, slice_keys, type_code, values_at
+from .profile_rules import (
+    PRIMITIVE_CHECKS,
+    Node,
+    Profile,
+    compile_profiles,
+    constraint_at,
+    matches,
+    slice_keys,
+    type_code,
+    values_at,
+)
 
 __all__ = ["PROFILE_DIR", "Issue", "Node", "Profile", "ProfilesMissing", "Registry", "registry", "validate",
            "validate_bundle"]
@@ -183,6 +193,7 @@ class _Check:
         for i, item in enumerate(items):
             name = None
             if by_code and type(item) is dict:
+                assert index is not None  # by_code holds only with an index
                 value = item.get(key_path)
                 if type(value) is dict:
                     for cd in value.get("coding", ()):

@@ -58,7 +58,7 @@ class TaskLayer:
             self.celery.conf.update(broker_url=settings.broker_url, task_always_eager=False)
         else:
             self.celery.conf.update(broker_url="memory://", task_always_eager=True, task_eager_propagates=False)
-        self.celery.dacs = self  # type: ignore[attr-defined]  # how a task finds its layer
+        self.celery.dacs = self  # how a task finds its layer
         self._pipeline: Optional["Pipeline"] = None
         self._idle = threading.Condition()  # in-process tasks: how many are queued or running
         self._outstanding = 0
@@ -148,7 +148,7 @@ def process_inbox_items(self, item_ids: list[str]) -> list[str]:
         try:
             out.append(pipeline.process(item_id).status)
         except TransientError as exc:
-            raise self.retry(args=(item_ids[n:],), exc=exc)
+            raise self.retry(args=(item_ids[n:],), exc=exc) from exc
     return out
 
 
@@ -158,7 +158,7 @@ def process_inbox_item(self, item_id: str) -> str:
     try:
         return self.app.dacs.pipeline.process(item_id).status
     except TransientError as exc:
-        raise self.retry(exc=exc)
+        raise self.retry(exc=exc) from exc
 
 
 @shared_task(name=RUN_RULES, bind=True)

@@ -15,7 +15,7 @@ CORPUS = ROOT.parent / "shared" / "corpus"
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    """The shared vendor corpus (DESIGN.md §7); tests that need it skip where it is absent."""
+    """The shared vendor corpus (``../shared/corpus``, README.md); tests that need it skip where it is absent."""
     if not (CORPUS / "MANIFEST.md").is_file():
         pytest.skip(f"vendor corpus not found at {CORPUS}")
     return CORPUS

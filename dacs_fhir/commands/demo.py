@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def corpus_dir() -> Optional[Path]:
-    """The shared vendor corpus beside a source checkout (DESIGN.md §7), else None (e.g. an installed wheel)."""
+    """The shared vendor corpus beside a source checkout (README.md), else None (e.g. an installed wheel)."""
     root = Path(__file__).resolve().parents[2]
     if not (root / "setup.cfg").is_file():  # installed: no checkout around the package
         return None

@@ -18,8 +18,8 @@ def _files(paths: list[str]):
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..config import Settings
     from ..composition import build_pipeline
+    from ..config import Settings
     from ..pipeline import REJECTED
 
     pipeline = build_pipeline(Settings.from_env())

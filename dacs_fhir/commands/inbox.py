@@ -59,8 +59,8 @@ def show(args) -> int:
 
 
 def replay(args) -> int:
-    from ..config import Settings
     from ..composition import build_pipeline
+    from ..config import Settings
     from ..pipeline import REJECTED
 
     pipeline = build_pipeline(Settings.from_env())

@@ -4,8 +4,19 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Protocol
 
 log = logging.getLogger(__name__)
+
+
+
+class Handle(Protocol):
+    """A started listener: the port it bound, and how to stop it."""
+
+    @property
+    def port(self) -> int: ...
+
+    def stop(self) -> None: ...
 
 
 class Services:
@@ -16,7 +27,7 @@ class Services:
 
         self.settings = settings
         self.pipeline = build_pipeline(settings)
-        self.handles: dict[str, object] = {}
+        self.handles: dict[str, Handle] = {}
         self.enabled = {"http": http, "dicom": dicom, "mllp": mllp}
 
     def start(self) -> "Services":

@@ -10,7 +10,6 @@ senders also find queued messages on their own.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Iterable, Optional
 
 from .destinations import DeliveryError, Destination, parse

@@ -137,6 +137,7 @@ class MllpSender:
             raise DeliveryError(f"peer answered {code or 'no code'}")
 
     def _read_frame(self) -> bytes:
+        assert self.sock is not None  # connected by send()
         while True:
             data = self.sock.recv(65536)
             if not data:

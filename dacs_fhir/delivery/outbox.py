@@ -22,8 +22,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from ..store.models import outbox_lease as L
-from ..store.models import outbox_message as M
+from ..store.models import outbox_lease as L, outbox_message as M
 from ..store.raw import Statement
 from .claim import Claim, claim_for
 
@@ -55,7 +54,7 @@ class OutboundMessage:
 
     @classmethod
     def of(cls, row) -> "OutboundMessage":
-        values = dict(zip(_COLUMNS, row))
+        values = dict(zip(_COLUMNS, row, strict=True))
         values["payload"] = bytes(values["payload"] or b"")
         values["corrected"] = bool(values["corrected"])
         return cls(**values)

@@ -28,7 +28,7 @@ def new_control_id() -> str:
 
 def escape(text: str, enc: str = "^~\\&", fs: str = "|") -> str:
     """Escape delimiters in a value we write (HL7 v2.5.1 §2.7.1)."""
-    comp, rep, esc, sub = (enc + "^~\\&")[:4]
+    comp, rep, esc, sub = tuple((enc + "^~\\&")[:4])
     out = text.replace(esc, f"{esc}E{esc}")
     for ch, code in ((fs, "F"), (comp, "S"), (rep, "R"), (sub, "T")):
         out = out.replace(ch, f"{esc}{code}{esc}")
@@ -71,7 +71,7 @@ def build_ack(inbound: Optional[Inbound], code: str, error: Optional[Hl7Error] =
         sender, sender_fac, receiver, receiver_fac = SENDING_APPLICATION, "", "", ""
         trigger, control, processing, version, charset = "", sniff_control_id(raw), "P", "2.5.1", ""
     e = lambda s: escape(s, enc, fs)  # noqa: E731
-    c, r, _esc, s = enc[:4] if len(enc) >= 4 else "^~\\&"
+    c, r, _esc, s = tuple(enc[:4] if len(enc) >= 4 else "^~\\&")
     msh = [
         "MSH", enc, e(sender), e(sender_fac), e(receiver), e(receiver_fac), time.strftime("%Y%m%d%H%M%S"), "",
         f"ACK{c}{e(trigger)}{c}ACK" if trigger else "ACK", new_control_id(), e(processing), e(version),
@@ -114,8 +114,8 @@ def acknowledge(raw: bytes, apply: Callable[[Inbound], None]) -> tuple[str, Opti
         return build_ack(inbound, err.ack_code, err), inbound, err
     except Exception as exc:  # noqa: BLE001 - every failure must become a reply, never a dropped connection
         log.exception("HL7 %s control id %s failed", inbound.message_type, inbound.control_id)
-        err = Hl7Error(f"internal error: {type(exc).__name__}", APPLICATION_INTERNAL_ERROR)
-        return build_ack(inbound, "AE", err), inbound, err
+        error = Hl7Error(f"internal error: {type(exc).__name__}", APPLICATION_INTERNAL_ERROR)
+        return build_ack(inbound, "AE", error), inbound, error
     return build_ack(inbound, "AA"), inbound, None
 
 

@@ -120,6 +120,7 @@ class Receiver:
                 err, code = Hl7Error("message could not be kept; send it again", APPLICATION_INTERNAL_ERROR), "CE"
             else:
                 if refused:
+                    assert err is not None  # refused comes with its error
                     self.inbox.mark(item.id, FAILED, f"CR {err.code}: {err.reason}", ack="CR")
                 else:
                     code = "CA"
@@ -203,7 +204,8 @@ class Receiver:
         except Hl7Error:
             raise
         except Exception as exc:
-            code = STORE_REFUSALS.get(getattr(exc, "status", None))
+            status = getattr(exc, "status", None)
+            code = STORE_REFUSALS.get(status) if status is not None else None
             if code is None:
                 raise  # not about the content: AE 207 in ack.acknowledge
             # the store's own message may quote identifiers: the ACK and the log name only the kind of refusal
@@ -290,7 +292,7 @@ def _apply_bundle(tx, bundle: dict, prior: list[dict] | tuple = ()) -> tuple[str
         resource["link"] = links
     tx.update("Patient", pid, {**resource, "id": pid}, validate=False)
     ref = f"Patient/{pid}"
-    for e, (rtype, query), ids in zip(rest, queries, matched):
+    for e, (rtype, _query), ids in zip(rest, queries, matched, strict=True):
         res = _rewrite_refs(e["resource"], entry["fullUrl"], ref)
         if e["request"]["method"] == "POST":  # conditional create: a replay adds nothing
             if not ids:

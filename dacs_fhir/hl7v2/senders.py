@@ -46,7 +46,7 @@ def _in(address: str, network: Network) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
-    if getattr(ip, "ipv4_mapped", None) is not None:  # ::ffff:a.b.c.d from a dual-stack socket
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d from a dual-stack socket
         ip = ip.ipv4_mapped
     return ip in network
 

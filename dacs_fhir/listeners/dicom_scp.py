@@ -16,10 +16,11 @@ import logging
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom.events import EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
 from ..config import Settings
@@ -131,6 +132,7 @@ class _Server(ThreadedAssociationServer):
     max_connections_per_address: int = 16
 
     def get_request(self):
+        assert self.socket is not None  # bound and listening before serve_forever
         sock, address = self.socket.accept()
         return sock, address
 
@@ -188,12 +190,13 @@ def start_scp(settings: Settings, on_stored: Optional[OnStored] = None, inbox: O
     if settings.dicom_allowed_aets:
         ae.require_calling_aet = list(settings.dicom_allowed_aets)  # others: A-ASSOCIATE-RJ (1, 1, 3)
     inbox = inbox or Inbox(settings.inbox_dir)
-    handlers = [
+    handlers: list[EventHandlerType] = [
         (evt.EVT_CONN_OPEN, set_nodelay),
         (evt.EVT_C_ECHO, _echo),
         (evt.EVT_C_STORE, StoreHandler(inbox, on_stored, settings.dicom_max_object_bytes)),
     ]
-    server = ae.make_server(tuple(settings.dicom), evt_handlers=handlers, server_class=_Server)
+    host, port = settings.dicom
+    server = cast(_Server, ae.make_server((host, port), evt_handlers=handlers, server_class=_Server))
     install_guard(server, inbox, settings)
     server.tls = tls_context(settings)
     server.handshake_timeout = settings.dicom_acse_timeout

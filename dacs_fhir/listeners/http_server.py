@@ -7,8 +7,7 @@ import threading
 import time
 from typing import Optional
 
-from waitress import create_server
-from waitress import wasyncore
+from waitress import create_server, wasyncore
 
 from ..config import Settings
 

@@ -18,9 +18,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..transport.mllp import DEFAULT_MAX_BYTES, FrameReader, FrameTooLarge, frame
+
+if TYPE_CHECKING:
+    from ..hl7v2.receiver import Receiver
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +183,7 @@ class MllpHandle:
         self.server = server
         self.thread = thread
         self.host, self.port = server.server_address[:2]
-        self.receiver = None  # the HL7 receiver, for start_mllp_for
+        self.receiver: Optional[Receiver] = None  # the HL7 receiver, for start_mllp_for
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -213,7 +216,8 @@ def start_mllp(
         s = settings_or_host
         host, port = s.mllp[0], s.mllp[1] if port is None else port
         limits = limits or Limits.from_settings(s)
-        if ssl_context is None and getattr(s, "mllp_tls_cert", ""):
+        cert = getattr(s, "mllp_tls_cert", "")
+        if ssl_context is None and cert:
             ssl_context = server_tls_context(s.mllp_tls_cert, s.mllp_tls_key or None)
     if max_bytes:
         limits = Limits(max_bytes, limits.idle_timeout, limits.max_connections, limits.max_per_peer, limits.backlog)

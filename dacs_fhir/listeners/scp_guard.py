@@ -102,12 +102,13 @@ class _Guard:
     def receive_primitive(self, primitive: P_DATA) -> None:
         pdvs = primitive.presentation_data_value_list
         if len(pdvs) == 1:
-            primitive.presentation_data_value_list = [self._filter(*pdvs[0])]
+            # pynetdicom builds and reads these items as [context id, data] lists; its annotation says tuples
+            primitive.presentation_data_value_list = [self._filter(*pdvs[0])]  # type: ignore[list-item]
             self.original(primitive)
             return
         for cx, data in pdvs:  # one at a time: a command fragment may come before data set ones
             one = P_DATA()
-            one.presentation_data_value_list = [self._filter(cx, data)]
+            one.presentation_data_value_list = [self._filter(cx, data)]  # type: ignore[list-item]
             self.original(one)
 
     def _filter(self, cx: int, data: bytes) -> list:

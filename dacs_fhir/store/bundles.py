@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, cast
 
 import orjson
 
@@ -113,7 +113,7 @@ def _check_ids(e: Entry) -> None:
 
 
 def outcome_resource(message: str, status: int, path: Optional[str] = None) -> dict:
-    issue = {"severity": "error", "code": {404: "not-found", 409: "conflict", 412: "conflict", 410: "deleted"}.get(
+    issue: dict = {"severity": "error", "code": {404: "not-found", 409: "conflict", 412: "conflict", 410: "deleted"}.get(
         status, "invalid" if status < 500 else "exception"), "diagnostics": message}
     if path:
         issue["expression"] = [path]
@@ -164,8 +164,8 @@ class BundleProcessor:
                 raise errors.InvalidResource(f"{e.label}: fullUrl {e.full_url} appears twice", "Bundle.entry.fullUrl")
             seen.add(e.full_url)
         ordered = sorted(entries, key=lambda e: (ORDER[e.method], e.index))
-        criteria = [(e.rtype, e.if_none_exist if e.method == "POST" else e.query) for e in ordered
-                    if (e.method == "POST" and e.if_none_exist) or (e.method == "PUT" and e.query)]
+        criteria = [(e.rtype, c) for e in ordered
+                    if e.method in ("POST", "PUT") and (c := e.if_none_exist if e.method == "POST" else e.query)]
         deletes = [e for e in ordered if e.method == "DELETE"]
         if deletes:  # the criteria are locked before anything is written (prefetch_matches locks them too)
             self.tx.lock_criteria(criteria)
@@ -181,7 +181,7 @@ class BundleProcessor:
                 responses[e.index] = self._guard(e, self._get)
         if self.flush:
             self.tx.flush()
-        return responses
+        return cast(list[dict], responses)  # every entry's method is one of those answered above
 
     @staticmethod
     def _guard(e: Entry, step):
@@ -223,6 +223,7 @@ class BundleProcessor:
         if e.method == "PATCH":
             raise errors.NotSupported("PATCH is not supported")
         rid, exists = plan
+        assert e.resource is not None  # _plan checked it
         resource = self._resolve(e.resource)
         if e.method == "POST":
             if exists:

@@ -20,7 +20,6 @@ from . import dates
 from .models import dose_report, dose_study, dose_summary, dose_total, irradiation_event, resource as R
 from .raw import ArrayInsert, Statement
 
-
 LOINC_DOSE_SUMMARY = "73569-6"  # RDS IG radiation-dose-summary Observation.code
 # irradiation_event column -> DCM code (TID 10013 / TID 10003), canonical units of units.py
 EVENT_VALUES = {"ctdivol": codes.MEAN_CTDIVOL, "dlp": codes.DLP, "ssde": codes.SSDE, "dap": codes.DAP,
@@ -78,6 +77,7 @@ def record_parts(conn: Connection, report: DoseReport, kept: DoseReport, kept_js
         if table_rows and postgres:
             work.append(array_insert.bind(table_rows))
         else:
+            assert stmt.keys is not None  # an INSERT names its columns
             work += [stmt.bind(conn, {k: r.get(k) for k in stmt.keys}) for r in table_rows]
     work.append((_UPSERT_REPORT_PG if postgres else _UPSERT_REPORT_SQLITE).bind(conn, kept_row))
     return deletes, work

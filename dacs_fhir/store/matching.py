@@ -121,7 +121,7 @@ class SqliteMatcher(Matcher):
         return []
 
     def _prefetch_statement(self, keys: list[Token]) -> tuple:
-        values = {f"{name}{i}": v for i, key in enumerate(keys) for name, v in zip("tpcs", key)}
+        values = {f"{name}{i}": v for i, key in enumerate(keys) for name, v in zip("tpcs", key, strict=True)}
         return _prefetch_sqlite(len(keys)).bind(self.conn, values)
 
 

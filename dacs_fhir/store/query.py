@@ -337,7 +337,9 @@ def _quantity_condition(value_col, system_col, code_col, value: str) -> ColumnEl
         number = Decimal(number_text)
         if not number.is_finite():
             raise InvalidOperation
-        half = Decimal(1).scaleb(number.as_tuple().exponent) / 2  # implicit precision (search.html#number)
+        exponent = number.as_tuple().exponent
+        assert isinstance(exponent, int)  # a finite number's exponent
+        half = Decimal(1).scaleb(exponent) / 2  # implicit precision (search.html#number)
         low, high = number - half, number + half
     except ArithmeticError:  # not a number, or an exponent past the decimal context's range
         raise errors.InvalidSearch(f"invalid quantity {value[:80]!r} (expected [prefix]number[|system|code], "

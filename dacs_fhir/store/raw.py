@@ -16,7 +16,7 @@ import re
 from datetime import datetime
 from functools import lru_cache
 from math import isfinite
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, cast
 
 import orjson
 from sqlalchemy.engine import Connection
@@ -75,7 +75,9 @@ class Statement:
         compiled = self._for(conn)
         params = [self._params(compiled, r) for r in rows]
         if params:
-            conn.connection.dbapi_connection.cursor().executemany(compiled[0], params)
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None  # an open Connection has its DBAPI connection
+            dbapi.cursor().executemany(compiled[0], params)
 
 
 class ArrayInsert:
@@ -124,7 +126,7 @@ class ArrayInsert:
                 v = r.get(k)
                 kind = type(v)
                 if kind is float:
-                    if not isfinite(v):
+                    if not isfinite(cast(float, v)):
                         return None
                 elif kind is not int and v is not None:
                     return None
@@ -160,7 +162,8 @@ def in_one(statements: Sequence[tuple]) -> list[tuple]:
     checked when the whole statement ends. A statement holds as many parts, in order, as psycopg
     still keeps its parse of (``_CACHED_PARAMS`` parameters, ``_CACHED_LENGTH`` bytes): a longer one
     would be parsed again at each execution. So parts inserting rows that others refer to come first."""
-    out, group, params, length = [], [], 0, len(_TAIL)
+    group: list[tuple] = []
+    out, params, length = [], 0, len(_TAIL)
     for statement in statements:
         sql, values, *options = statement
         if options or not isinstance(values, dict):
@@ -198,7 +201,7 @@ _PLACEHOLDER = re.compile(r"(?<!%)%\((\w+)\)([sbt])")  # psycopg's named placeho
 def _combined(texts: tuple[str, ...]) -> str:
     parts = []
     for i, sql in enumerate(texts):
-        renamed = _PLACEHOLDER.sub(lambda m, i=i: f"%(w{i}_{m.group(1)}){m.group(2)}", sql)
+        renamed = _PLACEHOLDER.sub(rf"%(w{i}_\1)\2", sql)
         if renamed.startswith("WITH ") and renamed.endswith(_TAIL):  # CTEs already: theirs join ours (a WITH
             parts.append(renamed[len("WITH "):-len(_TAIL)])  # holding data-modifying ones must be outermost)
         else:
@@ -217,9 +220,10 @@ def run_pipelined(conn: Connection, statements: Sequence[tuple]) -> list:
     if not statements:
         return []
     dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None  # an open Connection has its DBAPI connection
     if len(statements) == 1 or conn.dialect.name != "postgresql":
         cursors = [dbapi.cursor() for _ in statements]
-        for cursor, (sql, params, *options) in zip(cursors, statements):
+        for cursor, (sql, params, *options) in zip(cursors, statements, strict=True):
             cursor.execute(sql, params, **(options[0] if options else {}))
         return cursors
     cursors = []

@@ -69,6 +69,7 @@ class SqliteFlusher(Flusher):
 
 def _insert(conn: Connection, table, rows: list[dict]) -> None:
     stmt = _INSERTS[table.name]
+    assert stmt.keys is not None  # an INSERT names its columns
     stmt.executemany(conn, [{k: r.get(k) for k in stmt.keys} for r in rows])
 
 

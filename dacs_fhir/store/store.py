@@ -8,8 +8,8 @@ from importlib.resources import as_file, files
 from typing import Iterator, Optional
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 
 from .transaction import KeyPool, Transaction
 
@@ -37,7 +37,7 @@ class Store:
         self._keys = KeyPool()  # PostgreSQL: keys of new resource rows, drawn ahead
         if url.get_backend_name() == "sqlite":
             _create_private(url.database)
-            self.engine = create_engine(url, **engine_options)
+            self.engine: Engine = create_engine(url, **engine_options)
             _sqlite_transactions(self.engine)
         else:
             options = f"-c plan_cache_mode={'auto' if generic_plans else 'force_custom_plan'}"
@@ -47,7 +47,7 @@ class Store:
             if schema:
                 options += f" -c search_path={schema}"
             engine_options.setdefault("connect_args", {})["options"] = options
-            self.engine: Engine = create_engine(url, **engine_options)
+            self.engine = create_engine(url, **engine_options)
             if not engine_options.get("pool_pre_ping"):
                 _ping_when_idle(self.engine)
 

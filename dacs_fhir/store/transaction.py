@@ -124,6 +124,7 @@ class Transaction:
             raise errors.NotFound(f"{rtype}/{rid} is not known")
         if row.deleted:
             raise errors.Gone(f"{rtype}/{rid} was deleted")
+        assert row.content is not None  # a row not deleted has content
         return json.loads(row.content)
 
     def vread(self, rtype: str, rid: str, vid) -> dict:
@@ -168,6 +169,7 @@ class Transaction:
             raise errors.VersionConflict(f"{rtype}/{rid}: If-Match version {wanted}, current version {have}")
         resource = {**resource, "id": rid}
         if current is not None and not current.deleted:
+            assert current.content is not None  # a row not deleted has content
             old = json.loads(current.content)
             if _without_meta_versioning(old) == _without_meta_versioning(resource):
                 return Outcome(old, "updated", changed=False)  # stored content was validated already
@@ -229,6 +231,7 @@ class Transaction:
         self._rows[(rtype, rid)] = Row(pk, version, False, content)
         index = searchparams.extract(rtype, stored, res_pk=pk, rtype=rtype)
         if current is not None and not current.deleted:
+            assert current.content is not None  # a row not deleted has content
             index = self._flusher.reindex(self._buffer, pk, rtype, current.content, index)
         self._buffer.add(pk, dict(res_pk=pk, version=version, rtype=rtype, rid=rid, last_updated=now,
                                   method=method, content=content), index)
@@ -266,6 +269,7 @@ class Transaction:
             where.append(V.c.rtype == rtype)
         if rid:
             where.append(V.c.rid == rid)
+            assert rtype is not None  # instance history names its type
             if self._row(rtype, rid) is None:
                 raise errors.NotFound(f"{rtype}/{rid} is not known")
         if since:

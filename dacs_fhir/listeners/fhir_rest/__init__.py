@@ -7,7 +7,10 @@ delete, instance history), ``type_level`` (create, conditional update, search, t
 """
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Blueprint, Flask
+from flask.json.provider import DefaultJSONProvider
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
 
@@ -21,6 +24,6 @@ def init_app(app: Flask, backend: Backend) -> None:
     backend.init_app(app)
     app.config["MAX_CONTENT_LENGTH"] = backend.settings.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = backend.settings.max_request_bytes
-    app.json.sort_keys = False
+    cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's default provider
     register_error_handlers(app)
     app.register_blueprint(bp)

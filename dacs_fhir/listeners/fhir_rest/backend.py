@@ -1,6 +1,6 @@
 """What the REST layer writes through: the store, the raw inbox and the pipeline's after-commit hook.
 
-Inbound FHIR writes follow the ingest rule of DESIGN.md §1: the raw body is kept in the inbox
+Inbound FHIR writes follow the ingest rule of docs/architecture.md §1: the raw body is kept in the inbox
 first, then applied in one store transaction, then the item is marked done or failed and the
 committed change is handed to the rules stage.
 """

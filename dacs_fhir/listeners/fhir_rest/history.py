@@ -63,11 +63,11 @@ def history_bundle(page, history: HistoryRequest, url: str, base: str) -> dict:
     for e in page.entries:
         verb = VERBS.get(str(e.method).lower(), str(e.method).upper())
         instance = f"{e.rtype}/{e.rid}"
-        entry = {"fullUrl": f"{base}/{instance}"}
+        entry: dict = {"fullUrl": f"{base}/{instance}"}
         if e.resource is not None:
             entry["resource"] = e.resource
         entry["request"] = {"method": verb, "url": e.rtype if verb == "POST" else instance}
-        response = {"status": {"POST": "201 Created", "DELETE": "204 No Content"}.get(verb, "200 OK")}
+        response: dict = {"status": {"POST": "201 Created", "DELETE": "204 No Content"}.get(verb, "200 OK")}
         if verb != "DELETE" and e.versionId:
             response["etag"] = f'W/"{e.versionId}"'
         if e.lastUpdated:

@@ -8,7 +8,15 @@ from .addresses import base_url, check_id, check_type, check_version
 from .backend import backend
 from .history import HistoryRequest, history_bundle
 from .outcomes import FhirError, operation_outcome
-from .representation import expect_type, fhir_response, parse_etag, prefer, read_json_body, resource_headers, write_reply
+from .representation import (
+    expect_type,
+    fhir_response,
+    parse_etag,
+    prefer,
+    read_json_body,
+    resource_headers,
+    write_reply,
+)
 
 
 @bp.get("/<rtype>/<rid>")

@@ -66,7 +66,7 @@ class LimitExceeded(FhirError):
 def operation_outcome(message: str, severity: str = "error", code: str = "processing",
                       expression: Optional[str] = None) -> dict:
     """One-issue OperationOutcome (R4 operationoutcome.html)."""
-    issue = {"severity": severity, "code": code, "diagnostics": message}
+    issue: dict = {"severity": severity, "code": code, "diagnostics": message}
     if expression:
         issue["expression"] = [expression]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
@@ -109,8 +109,9 @@ def handle_http_exception(err: HTTPException):
         413: "request body is larger than the server accepts",
     }
     headers = {}
-    if status == 405 and getattr(err, "valid_methods", None):
-        headers["Allow"] = ", ".join(err.valid_methods)
+    methods = getattr(err, "valid_methods", None)  # werkzeug's MethodNotAllowed
+    if status == 405 and methods:
+        headers["Allow"] = ", ".join(methods)
     return _respond(status, messages.get(status, err.description or err.name), headers=headers)
 
 

@@ -41,7 +41,7 @@ def response_mimetype() -> str:
     accept = request.accept_mimetypes
     if not request.headers.get("Accept"):
         return FHIR_JSON
-    best = accept.best_match([FHIR_JSON, "application/json"], default=None)  # */* and application/* match too
+    best = accept.best_match([FHIR_JSON, "application/json"])  # */* and application/* match too
     if best:
         return best
     raise FhirError(406, f"none of the accepted types is supported: this server speaks {FHIR_JSON}", "not-supported")

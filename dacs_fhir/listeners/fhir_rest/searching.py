@@ -89,7 +89,7 @@ def searchset(result, search: SearchRequest, type_url: str, base: str) -> dict:
     entries += [_entry(r, base, "include") for r in result.included]
     if result.warnings:
         entries.append({"resource": warnings_outcome(list(result.warnings)), "search": {"mode": "outcome"}})
-    bundle = {"resourceType": "Bundle", "type": "searchset"}
+    bundle: dict = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         bundle["total"] = total
     bundle["link"] = links

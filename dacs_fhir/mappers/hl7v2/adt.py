@@ -15,7 +15,17 @@ from typing import Optional
 from ...codes import SYS_LOINC, SYS_OBS_CATEGORY, SYS_UCUM
 from ...hl7v2.errors import DATA_TYPE_ERROR, REQUIRED_FIELD_MISSING, TABLE_VALUE_NOT_FOUND, ContentError, Location
 from ...hl7v2.message import Inbound, Segment
-from .datatypes import GENDER, SID_BASE, address, fhir_date, fhir_datetime, full_url, human_name, identifier_criterion, identifier_cx
+from .datatypes import (
+    GENDER,
+    SID_BASE,
+    address,
+    fhir_date,
+    fhir_datetime,
+    full_url,
+    human_name,
+    identifier_criterion,
+    identifier_cx,
+)
 
 OBX_ID_SYSTEM = f"{SID_BASE}/hl7v2-obx"
 WEIGHT, HEIGHT = "29463-7", "8302-2"
@@ -24,7 +34,7 @@ SIZE_CODES = {"29463-7": WEIGHT, "3141-9": WEIGHT, "8302-2": HEIGHT, "3137-7": H
 SIZE_TEXTS = {"BODY WEIGHT": WEIGHT, "BODY HEIGHT": HEIGHT}
 SIZE_DISPLAY = {WEIGHT: "Body weight", HEIGHT: "Body height"}
 # UCUM unit of the FHIR vital-signs profile, and the factor from each unit seen in OBX-6
-SIZE_UNITS = {
+SIZE_UNITS: dict[str, tuple[str, dict[str, int | Decimal]]] = {
     WEIGHT: ("kg", {"kg": 1, "g": Decimal("0.001"), "lb": Decimal("0.45359237"), "[lb_av]": Decimal("0.45359237")}),
     HEIGHT: ("cm", {"cm": 1, "m": 100, "mm": Decimal("0.1"), "in": Decimal("2.54"), "[in_i]": Decimal("2.54")}),
 }

@@ -60,7 +60,7 @@ def identifier_cx(inb: Inbound, seg: Segment, fld: int, rep: int, kind: str = PA
     value = v(1)
     if not value:
         return None
-    ident = {"system": authority_system(v(4, 1), v(4, 2), v(4, 3), kind), "value": value}
+    ident: dict = {"system": authority_system(v(4, 1), v(4, 2), v(4, 3), kind), "value": value}
     if v(5):
         ident["type"] = {"coding": [{"system": SYS_V2_0203, "code": v(5)}]}
     return ident
@@ -71,7 +71,7 @@ def identifier_ei(inb: Inbound, seg: Segment, fld: int, kind: str, type_code: st
     v = lambda c: inb.value(seg, fld, 1, c)  # noqa: E731
     if not v(1):
         return None
-    ident = {"system": authority_system(v(2), v(3), v(4), kind), "value": v(1)}
+    ident: dict = {"system": authority_system(v(2), v(3), v(4), kind), "value": v(1)}
     if type_code:
         ident["type"] = {"coding": [{"system": SYS_V2_0203, "code": type_code}]}
     return ident

@@ -51,9 +51,9 @@ def _service_request(inb: Inbound, group: dict, n: int, patient_ref: str) -> dic
         where = Location("IPC", 1, 1, 1, 1) if ipc is not None else Location("OBR", n, 18, 1, 1)
         raise ContentError(f"{where.segment}-{where.field} accession number missing", REQUIRED_FIELD_MISSING, where)
     identifiers = [accession]
-    for fld, code in ((2, "PLAC"), (3, "FILL")):
-        ident = identifier_ei(inb, orc, fld, ORDER, code) if orc is not None else None
-        ident = ident or identifier_ei(inb, obr, fld, ORDER, code)
+    for fld, id_type in ((2, "PLAC"), (3, "FILL")):
+        ident = identifier_ei(inb, orc, fld, ORDER, id_type) if orc is not None else None
+        ident = ident or identifier_ei(inb, obr, fld, ORDER, id_type)
         if ident:
             identifiers.append(ident)
     study_uid = inb.value(ipc, 3) if ipc is not None else ""
