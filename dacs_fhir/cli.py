@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .errors import ConfigurationError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,5 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except ConfigurationError as err:
+        print(f"dacs-fhir: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130

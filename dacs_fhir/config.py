@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
+from .errors import ConfigurationError
+
 
 def _hostport(value: str, default_port: int) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
@@ -22,7 +24,7 @@ def _base_url(value: str) -> str:
         return ""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"DACS_BASE_URL must be http(s)://host[:port][/path], not {value!r}")
+        raise ConfigurationError(f"DACS_BASE_URL must be http(s)://host[:port][/path], not {value!r}")
     return value[: -len("/fhir")] if value.endswith("/fhir") else value
 
 

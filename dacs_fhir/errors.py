@@ -24,3 +24,7 @@ class MappingError(RejectedInput):
 
 class TransientError(DacsError):
     """The store is unavailable: the task is retried and the inbox item stays pending."""
+
+
+class ConfigurationError(DacsError, ValueError):
+    """A setting that cannot work (``dacs-fhir`` exits with its one-line message)."""

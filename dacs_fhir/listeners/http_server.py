@@ -10,6 +10,7 @@ from typing import Optional
 from waitress import create_server, wasyncore
 
 from ..config import Settings
+from ..errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class HttpServer:
     def __init__(self, app, host: str, port: int, settings: Optional[Settings] = None):
         settings = settings or getattr(app, "config", {}).get("DACS_SETTINGS") or Settings()
         if not settings.base_url and not is_loopback(host):
-            raise ValueError(f"DACS_BASE_URL must be set when the HTTP listener binds {host}, a non-loopback "
+            raise ConfigurationError(f"DACS_BASE_URL must be set when the HTTP listener binds {host}, a non-loopback "
                              "address: links in responses would otherwise carry whatever Host a client sends")
         self._server = create_server(app, host=host, port=port, ident="dacs-fhir", **adjustments(settings))
         self.host = self._server.effective_host

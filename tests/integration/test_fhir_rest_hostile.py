@@ -462,3 +462,18 @@ def test_sqlite_statement_limits_are_400_and_a_lost_database_stays_503():
     client = app.test_client()
     assert client.get("/fhir/big").status_code == 400
     assert client.get("/fhir/gone").status_code == 503
+
+
+def test_serve_on_a_non_loopback_address_without_a_base_url_exits_with_one_line(tmp_path):
+    """The refusal reaches an operator as one line on stderr and exit code 2, not a traceback."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DACS_")}
+    env.update(DACS_DATA_DIR=str(tmp_path / "data"), DACS_HTTP="0.0.0.0:0", DACS_DICOM="127.0.0.1:0",
+               DACS_MLLP="127.0.0.1:0")
+    run = subprocess.run([sys.executable, "-m", "dacs_fhir", "serve", "--no-dicom", "--no-mllp"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "dacs-fhir: DACS_BASE_URL must be set" in run.stderr
