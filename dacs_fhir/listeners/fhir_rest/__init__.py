@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import cast
 
-from flask import Blueprint, Flask
+from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-bp = Blueprint("fhir", __name__, url_prefix="/fhir")
-
-from . import instance, system, type_level  # noqa: E402,F401  (routes register on bp)
-from .backend import Backend  # noqa: E402
-from .outcomes import register_error_handlers  # noqa: E402
+from . import instance, system, type_level  # noqa: F401  (their routes register on bp)
+from .backend import Backend
+from .blueprint import bp
+from .outcomes import register_error_handlers
 
 
 def init_app(app: Flask, backend: Backend) -> None:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import request
 
-from . import bp
 from .addresses import base_url, check_id, check_type, check_version
 from .backend import backend
+from .blueprint import bp
 from .history import HistoryRequest, history_bundle
 from .outcomes import FhirError, operation_outcome
 from .representation import (

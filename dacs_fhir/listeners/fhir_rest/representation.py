@@ -14,7 +14,7 @@ from typing import Optional
 from flask import Response, request
 
 from ...jsontext import nesting_depth
-from .outcomes import MAX_JSON_DEPTH, FhirError, LimitExceeded
+from .problems import MAX_JSON_DEPTH, FhirError, LimitExceeded, operation_outcome
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = (FHIR_JSON, "application/json", "application/json+fhir", "text/json")
@@ -176,8 +176,6 @@ def resource_headers(resource: dict, base: str, location: bool = False) -> dict:
 
 def write_reply(resource: dict, status: int, base: str, location: bool) -> Response:
     """The reply to a write, shaped by ``Prefer: return=`` (default: the representation)."""
-    from .outcomes import operation_outcome
-
     headers = resource_headers(resource, base, location)
     mode = prefer("return")
     if mode == "minimal":

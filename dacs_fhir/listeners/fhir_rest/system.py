@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import request
 
-from . import bp
 from .addresses import base_url
 from .backend import backend
+from .blueprint import bp
 from .capability import capability_statement
 from .history import HistoryRequest, history_bundle
 from .outcomes import FhirError

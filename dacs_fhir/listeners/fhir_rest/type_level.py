@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import request
 
-from . import bp
 from .addresses import base_url, check_id, check_type, normalise_query
 from .backend import backend
+from .blueprint import bp
 from .history import HistoryRequest, history_bundle
 from .outcomes import FhirError
 from .representation import expect_type, fhir_response, read_json_body, write_reply
