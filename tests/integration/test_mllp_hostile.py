@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from peers import closed_by_server
+from peers import closed_by_server, wait_until
 
 from dacs_fhir.composition import build_pipeline
 from dacs_fhir.inbox import FAILED, Inbox
@@ -39,6 +39,8 @@ def listener(settings, store):
         handles.append(handle)
         with _connect(handle.port) as sock:
             assert _msa(exchange(sock, adt("K0"), FrameReader())) == "AA"
+        # the server counts that connection until its thread has seen it close: start each test at 0
+        assert wait_until(lambda: not handle.server.open_by_peer, timeout=5)
         handle.before = _stored(store)
         handle.store = store
         return handle
@@ -99,7 +101,8 @@ def test_connections_over_the_per_peer_cap_are_closed_at_once(listener, caplog):
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert refused and "127.0.0.1" in refused[0] and "limit 2" in refused[0]
     assert not any(NAME in r.getMessage() for r in caplog.records)
-    time.sleep(0.2)  # the closed ones are released: a new connection is served again
+    # the closed ones are released: a new connection is served again
+    assert wait_until(lambda: not handle.server.open_by_peer, timeout=5)
     with _connect(handle.port) as sock:
         assert _msa(exchange(sock, adt("K5"), FrameReader())) == "AA"
 
