@@ -173,7 +173,7 @@ class Pipeline:
         RDS IG's) or is refused by the store."""
         from .errors import RejectedInput as Rejected
         from .jsontext import MAX_DEPTH, nesting_depth
-        from .profiles import validate
+        from .profiles import validate, validate_bundle
         from .store.errors import StoreError
 
         if nesting_depth(raw) > MAX_DEPTH:
@@ -185,10 +185,7 @@ class Pipeline:
         if not isinstance(resource, dict) or "resourceType" not in resource:
             raise Rejected("invalid FHIR JSON: no resourceType")
         bundle = resource["resourceType"] == "Bundle" and resource.get("type") in ("transaction", "batch")
-        if bundle:
-            _check_profiles(resource, "imported resources")
-        elif errors := [i for i in validate(resource) if i.severity == "error"]:
-            raise Rejected(f"imported {resource['resourceType']} breaks its profiles: {errors[0].path}: {errors[0].message}")
+        _refuse_profile_errors(validate_bundle(resource) if bundle else validate(resource), "imported resources")
         try:
             with self.transaction(source) as tx:
                 if bundle:
@@ -243,13 +240,20 @@ class Pipeline:
 
 
 
-def _check_profiles(bundle: dict, what: str = "mapped resources") -> None:
-    """MappingError (the object stays in the inbox, failed with the reason) when a bundle's resources
-    break a profile they claim (RDS IG and ours): cardinality, fixed values, slices, bindings, UCUM units."""
-    from .errors import MappingError
+def _check_profiles(bundle: dict) -> None:
+    """MappingError (the object stays in the inbox, failed with the reason) when a mapped bundle's
+    resources break a profile they claim (RDS IG and ours): cardinality, fixed values, slices,
+    bindings, UCUM units."""
     from .profiles import validate_bundle
 
-    errors = [i for i in validate_bundle(bundle) if i.severity == "error"]
+    _refuse_profile_errors(validate_bundle(bundle), "mapped resources")
+
+
+def _refuse_profile_errors(issues, what: str) -> None:
+    """MappingError naming the first error of ``issues`` (and how many more), when there is one."""
+    from .errors import MappingError
+
+    errors = [i for i in issues if i.severity == "error"]
     if errors:
         raise MappingError(f"{what} break their profiles: {errors[0].path}: {errors[0].message}"
                            + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROCESS_ITEMS = "dacs_fhir.process_inbox_items"
-PROCESS_ITEM = "dacs_fhir.process_inbox_item"
 RUN_RULES = "dacs_fhir.run_rules"
 DELIVER = "dacs_fhir.deliver_destination"
 
@@ -88,7 +87,7 @@ class TaskLayer:
         if self.settings.broker_url:
             self._batcher.add(item_id)
             return None
-        return self._run_local(PROCESS_ITEM, item_id)
+        return self._run_local(PROCESS_ITEMS, [item_id])
 
     def enqueue_rules(self, change_set: "ChangeSet") -> Optional[Future]:
         """Hand committed changes to the rules stage, off the request path."""
@@ -150,15 +149,6 @@ def process_inbox_items(self, item_ids: list[str]) -> list[str]:
         except TransientError as exc:
             raise self.retry(args=(item_ids[n:],), exc=exc) from exc
     return out
-
-
-@shared_task(name=PROCESS_ITEM, bind=True, max_retries=8, default_retry_delay=2)
-def process_inbox_item(self, item_id: str) -> str:
-    """One raw inbox object (in-process tasks)."""
-    try:
-        return self.app.dacs.pipeline.process(item_id).status
-    except TransientError as exc:
-        raise self.retry(exc=exc) from exc
 
 
 @shared_task(name=RUN_RULES, bind=True)
